@@ -1,0 +1,297 @@
+"""Simulated LSST-like raw data for the embedded default.
+
+The simulator writes what a real camera and calibration pipeline would hand
+to the LSST stack: raw frames with a bias level, a serial overscan strip,
+a fixed bias pattern, a flat-field pattern (vignetting and pixel response),
+sky, stars and a few galaxies with a Moffat PSF, Poisson and read noise;
+plus master bias and flat frames, and a reference catalogue from which the
+objects were placed. The truth (every object's pixel position and flux on
+every detector) is written next to the raws so tests can score the
+pipeline's measurements.
+
+Everything is seeded: a visit's frames depend only on the seed, the
+reference catalogue and that visit's row of the visit table, so adding a
+visit never changes another visit's pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from astropy.io import fits
+from astropy.time import Time
+from astropy.wcs import WCS
+from lsst_on_aws_tasks import simcam
+from scipy.signal import fftconvolve
+
+# Stream ids that keep the random streams of different products independent.
+_REFCAT, _BIAS, _FLAT, _VISIT = 1, 2, 3, 4
+# How many input frames the master calibrations average (noise ~ 1/sqrt(n)).
+N_BIAS_FRAMES = 50
+N_FLAT_FRAMES = 20
+OVERSAMPLE = 5  # sub-pixel sampling when rendering a PSF, enough for 3 px FWHM
+
+
+@dataclass(frozen=True)
+class Visit:
+    """One row of the visit table, as the simulator needs it."""
+
+    visit: int
+    band: str
+    seeing_arcsec: float
+    ra_offset_arcsec: float = 0.0
+    dec_offset_arcsec: float = 0.0
+
+    @property
+    def boresight(self) -> tuple[float, float]:
+        """Pointing (RA, Dec) in degrees, the field centre plus the dither."""
+        dec = simcam.FIELD_DEC + self.dec_offset_arcsec / 3600.0
+        ra = simcam.FIELD_RA + self.ra_offset_arcsec / 3600.0 / math.cos(math.radians(dec))
+        return ra, dec
+
+
+def moffat_alpha(fwhm: float, beta: float = simcam.MOFFAT_BETA) -> float:
+    """Moffat core width alpha for a given FWHM (same units)."""
+    return fwhm / (2.0 * math.sqrt(2.0 ** (1.0 / beta) - 1.0))
+
+
+def moffat_stamp(
+    dx: float, dy: float, fwhm_pix: float, radius: int, beta: float = simcam.MOFFAT_BETA
+) -> np.ndarray:
+    """A unit-flux Moffat PSF integrated over pixels on a (2r+1)^2 stamp.
+
+    ``dx, dy`` is the sub-pixel offset of the centre from the stamp's centre
+    pixel. The profile is integrated by ``OVERSAMPLE``^2 sub-samples per pixel
+    and normalised analytically, so flux beyond the stamp is lost, as it
+    would be on a real detector edge.
+    """
+    alpha = moffat_alpha(fwhm_pix, beta)
+    n = 2 * radius + 1
+    sub = (np.arange(n * OVERSAMPLE) + 0.5) / OVERSAMPLE - 0.5 - radius
+    xx, yy = np.meshgrid(sub - dx, sub - dy)
+    prof = (beta - 1.0) / (math.pi * alpha**2) * (1.0 + (xx**2 + yy**2) / alpha**2) ** (-beta)
+    return prof.reshape(n, OVERSAMPLE, n, OVERSAMPLE).mean(axis=(1, 3))
+
+
+def make_reference_catalog(seed: int, n_stars: int, n_galaxies: int) -> pd.DataFrame:
+    """Stars and galaxies over the focal plane and its dither margin.
+
+    Star magnitudes follow a rising number count (``dN/dm ~ 10^(0.3 m)``)
+    between r = 16 and 23.5, colours g - r between 0.2 and 1.4; galaxies are
+    exponential discs with half-light radii of 0.4-1.2 arcsec.
+    """
+    rng = np.random.default_rng([seed, _REFCAT])
+    half = (simcam.NX + simcam.GAP / 2) * simcam.PIXEL_SCALE / 3600.0 + 60.0 / 3600.0
+    n = n_stars + n_galaxies
+    dec = simcam.FIELD_DEC + rng.uniform(-half, half, n)
+    ra = simcam.FIELD_RA + rng.uniform(-half, half, n) / np.cos(np.radians(dec))
+    # inverse-CDF sampling of 10^(0.3 m) on [16, 23.5]
+    lo, hi, k = 16.0, 23.5, 0.3 * math.log(10)
+    u = rng.uniform(size=n)
+    r = np.log(np.exp(k * lo) + u * (np.exp(k * hi) - np.exp(k * lo))) / k
+    g = r + rng.uniform(0.2, 1.4, n)
+    is_star = np.arange(n) < n_stars
+    return pd.DataFrame(
+        {
+            "id": np.arange(1, n + 1),
+            "ra": ra,
+            "dec": dec,
+            "g": g,
+            "r": r,
+            "is_star": is_star,
+            "half_light_arcsec": np.where(is_star, 0.0, rng.uniform(0.4, 1.2, n)),
+            "ellipticity": np.where(is_star, 0.0, rng.uniform(0.0, 0.5, n)),
+            "position_angle_deg": np.where(is_star, 0.0, rng.uniform(0.0, 180.0, n)),
+        }
+    )
+
+
+def detector_wcs(det: simcam.Detector, boresight: tuple[float, float]) -> WCS:
+    """TAN WCS of a detector's imaging area for a pointing (north up, east left)."""
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = list(boresight)
+    # focal-plane (0, 0) is the boresight; FITS pixels are 1-based
+    w.wcs.crpix = [1.0 - det.x0, 1.0 - det.y0]
+    scale = simcam.PIXEL_SCALE / 3600.0
+    w.wcs.cd = [[-scale, 0.0], [0.0, scale]]
+    return w
+
+
+def bias_pattern(seed: int, det: simcam.Detector) -> np.ndarray:
+    """Fixed bias structure (ADU, above the overscan level): a column ramp and fixed noise."""
+    rng = np.random.default_rng([seed, _BIAS, det.id])
+    ramp = np.linspace(0.0, 3.0, simcam.NX)[np.newaxis, :]
+    return (ramp + rng.normal(0.0, 2.0, (simcam.NY, simcam.NX))).astype(np.float64)
+
+
+def flat_pattern(seed: int, det: simcam.Detector, band: str) -> np.ndarray:
+    """Relative response: 10% radial vignetting over the focal plane and 1% pixel response."""
+    rng = np.random.default_rng([seed, _FLAT, det.id, simcam.BANDS.index(band)])
+    yy, xx = np.mgrid[0 : simcam.NY, 0 : simcam.NX]
+    r2 = ((xx + det.x0) ** 2 + (yy + det.y0) ** 2) / (2 * (simcam.NX + simcam.GAP) ** 2)
+    vignette = 1.0 - 0.1 * r2
+    return vignette * rng.normal(1.0, 0.01, vignette.shape)
+
+
+def _base_header(det: simcam.Detector) -> fits.Header:
+    h = fits.Header()
+    h["INSTRUME"] = (simcam.NAME, "instrument")
+    h["TELESCOP"] = ("SimTel", "telescope")
+    h["DETECTOR"] = (det.name, "detector name")
+    h["CCDNUM"] = (det.id, "detector id")
+    h["BUNIT"] = "adu"
+    return h
+
+
+def write_master_calibs(seed: int, outdir: Path) -> list[Path]:
+    """Write master bias (per detector) and flat (per band and detector) frames.
+
+    They are trimmed, overscan-corrected images, as a calibration pipeline
+    produces them; their noise is that of an average of ``N_BIAS_FRAMES``
+    biases or ``N_FLAT_FRAMES`` flats.
+    """
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    noise_rng = np.random.default_rng([seed, _BIAS, 99])
+    rn_adu = simcam.READ_NOISE / simcam.GAIN
+    for det in simcam.detectors():
+        bias = bias_pattern(seed, det) + noise_rng.normal(
+            0.0, rn_adu / math.sqrt(N_BIAS_FRAMES), (simcam.NY, simcam.NX)
+        )
+        h = _base_header(det)
+        h["OBSTYPE"] = ("bias", "master calibration type")
+        h["NCOMBINE"] = N_BIAS_FRAMES
+        path = outdir / f"bias_{det.name}.fits"
+        fits.PrimaryHDU(bias.astype(np.float32), h).writeto(path, overwrite=True)
+        paths.append(path)
+        for band in simcam.BANDS:
+            # flats of ~20000 e- per pixel: 0.7% photon noise each, averaged
+            flat = flat_pattern(seed, det, band)
+            flat = flat * (1.0 + noise_rng.normal(0.0, 0.007 / math.sqrt(N_FLAT_FRAMES), flat.shape))
+            h = _base_header(det)
+            h["OBSTYPE"] = ("flat", "master calibration type")
+            h["FILTER"] = (simcam.physical_filter(band), "physical filter")
+            h["NCOMBINE"] = N_FLAT_FRAMES
+            path = outdir / f"flat_{band}_{det.name}.fits"
+            fits.PrimaryHDU(flat.astype(np.float32), h).writeto(path, overwrite=True)
+            paths.append(path)
+    return paths
+
+
+def _render_galaxy(flux: float, hlr_pix: float, ell: float, pa_deg: float, fwhm_pix: float, radius: int,
+                   dx: float, dy: float) -> np.ndarray:
+    """An exponential disc convolved with the PSF, normalised to ``flux`` on the stamp."""
+    n = 2 * radius + 1
+    yy, xx = np.mgrid[0:n, 0:n] - radius
+    xx = xx - dx
+    yy = yy - dy
+    pa = math.radians(pa_deg)
+    xr = xx * math.cos(pa) + yy * math.sin(pa)
+    yr = -xx * math.sin(pa) + yy * math.cos(pa)
+    q = 1.0 - ell
+    rscale = hlr_pix / 1.678  # half-light radius of an exponential is 1.678 scale lengths
+    disc = np.exp(-np.sqrt(xr**2 + (yr / q) ** 2) / rscale)
+    psf = moffat_stamp(0.0, 0.0, fwhm_pix, radius)
+    img = np.clip(fftconvolve(disc, psf, mode="same"), 0.0, None)
+    return flux * img / img.sum()
+
+
+def simulate_visit(
+    visit: Visit, refcat: pd.DataFrame, seed: int, outdir: Path
+) -> pd.DataFrame:
+    """Write a visit's raw frames (one per detector) and return its truth table.
+
+    The truth table has one row per reference object whose centre falls on
+    a detector's imaging area: its 0-based pixel position on the trimmed
+    image, its flux in electrons, and the visit's PSF FWHM.
+    """
+    outdir.mkdir(parents=True, exist_ok=True)
+    band = visit.band
+    boresight = visit.boresight
+    fwhm_pix = visit.seeing_arcsec / simcam.PIXEL_SCALE
+    zp = simcam.ZEROPOINT[band]
+    sky_e = 10 ** (-0.4 * (simcam.SKY_MAG[band] - zp)) * simcam.PIXEL_SCALE**2 * simcam.EXPTIME
+    mjd = simcam.exposure_mjd(visit.visit)
+    start = Time(mjd, format="mjd", scale="tai")
+    truths = []
+    for det in simcam.detectors():
+        rng = np.random.default_rng([seed, _VISIT, visit.visit, det.id])
+        wcs = detector_wcs(det, boresight)
+        x, y = wcs.all_world2pix(refcat["ra"].to_numpy(), refcat["dec"].to_numpy(), 0)
+        flux = 10 ** (-0.4 * (refcat[band].to_numpy() - zp)) * simcam.EXPTIME
+        margin = 30
+        near = (x > -margin) & (x < simcam.NX + margin) & (y > -margin) & (y < simcam.NY + margin)
+        pad = 64  # render into a padded canvas so stamps never need clipping
+        canvas = np.zeros((simcam.NY + 2 * pad, simcam.NX + 2 * pad))
+        for i in np.flatnonzero(near):
+            xi, yi = round(x[i]), round(y[i])
+            dx, dy = x[i] - xi, y[i] - yi
+            if refcat["is_star"].iat[i]:
+                radius = int(math.ceil(min(6.0 * fwhm_pix, pad - 1)))
+                stamp = flux[i] * moffat_stamp(dx, dy, fwhm_pix, radius)
+            else:
+                hlr = refcat["half_light_arcsec"].iat[i] / simcam.PIXEL_SCALE
+                radius = int(math.ceil(min(6.0 * hlr + 4.0 * fwhm_pix, pad - 1)))
+                stamp = _render_galaxy(
+                    flux[i], hlr, refcat["ellipticity"].iat[i], refcat["position_angle_deg"].iat[i],
+                    fwhm_pix, radius, dx, dy,
+                )
+            cy, cx = yi + pad, xi + pad
+            canvas[cy - radius : cy + radius + 1, cx - radius : cx + radius + 1] += stamp
+        signal_e = (canvas[pad:-pad, pad:-pad] + sky_e) * flat_pattern(seed, det, band)
+        electrons = rng.poisson(signal_e).astype(np.float64)
+        row_offset = rng.normal(0.0, 1.0, (simcam.NY, 1)).cumsum(axis=0) * 0.05  # slow drift
+        rn_adu = simcam.READ_NOISE / simcam.GAIN
+        data = electrons / simcam.GAIN + simcam.BIAS_LEVEL + bias_pattern(seed, det) + row_offset
+        overscan = simcam.BIAS_LEVEL + row_offset + np.zeros((simcam.NY, simcam.OVERSCAN))
+        raw = np.hstack([data, overscan]) + rng.normal(0.0, rn_adu, (simcam.NY, simcam.NX + simcam.OVERSCAN))
+        raw = np.clip(np.round(raw), 0, simcam.SATURATION).astype(np.uint16)
+
+        h = _base_header(det)
+        h["OBSTYPE"] = ("science", "observation type")
+        h["EXPNUM"] = (visit.visit, "exposure number")
+        h["OBSID"] = (f"{simcam.NAME}_{simcam.DAY_OBS}_{visit.visit:06d}", "observation id")
+        h["DAYOBS"] = (simcam.DAY_OBS, "observing day")
+        h["FILTER"] = (simcam.physical_filter(band), "physical filter")
+        h["DATE-OBS"] = (start.isot, "exposure start (TAI)")
+        h["TIMESYS"] = "TAI"
+        h["MJD-OBS"] = (mjd, "exposure start (MJD, TAI)")
+        h["EXPTIME"] = (simcam.EXPTIME, "exposure time (s)")
+        h["TELRA"] = (boresight[0], "boresight RA (deg)")
+        h["TELDEC"] = (boresight[1], "boresight Dec (deg)")
+        h["OBJECT"] = ("simfield", "target")
+        h["GAIN"] = (simcam.GAIN, "e-/ADU")
+        h["RDNOISE"] = (simcam.READ_NOISE, "read noise (e-)")
+        h["SATURATE"] = (simcam.SATURATION, "saturation (ADU)")
+        h["DATASEC"] = (simcam.DATASEC, "imaging area")
+        h["BIASSEC"] = (simcam.BIASSEC, "serial overscan")
+        # the WCS of the imaging area; the overscan lies beyond NAXIS1 of it
+        h.update(wcs.to_header())
+        fits.PrimaryHDU(raw, h).writeto(outdir / f"raw_{visit.visit}_{det.name}.fits", overwrite=True)
+
+        on = (x >= 0) & (x <= simcam.NX - 1) & (y >= 0) & (y <= simcam.NY - 1)
+        truths.append(
+            pd.DataFrame(
+                {
+                    "visit": visit.visit,
+                    "detector": det.id,
+                    "id": refcat["id"].to_numpy()[on],
+                    "is_star": refcat["is_star"].to_numpy()[on],
+                    "x": x[on],
+                    "y": y[on],
+                    "ra": refcat["ra"].to_numpy()[on],
+                    "dec": refcat["dec"].to_numpy()[on],
+                    "mag": refcat[band].to_numpy()[on],
+                    "flux_e": flux[on],
+                    "band": band,
+                    "psf_fwhm_arcsec": visit.seeing_arcsec,
+                    "sky_e": sky_e,
+                }
+            )
+        )
+    return pd.concat(truths, ignore_index=True)

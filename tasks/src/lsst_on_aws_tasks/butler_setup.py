@@ -1,0 +1,373 @@
+"""Butler repository setup for SimCam: instrument records, raw and calibration ingest.
+
+The LSST stack does this with ``obs_base`` (``butler register-instrument``,
+``butler ingest-raws``, ``butler define-visits``); those need ``afw`` and an
+``obs_*`` package, which the pip stack does not have. This module does the
+same job for SimCam with the Butler's public API: it translates raw FITS
+headers into dimension records (exposure, one-to-one visit, visit and
+visit-detector regions from the WCS) and ingests the files.
+
+Run it inside the stack environment::
+
+    python -m lsst_on_aws_tasks.butler_setup register-instrument REPO
+    python -m lsst_on_aws_tasks.butler_setup ingest-calibs REPO DIR --output JSON
+    python -m lsst_on_aws_tasks.butler_setup ingest-raws REPO DIR --output JSON
+    python -m lsst_on_aws_tasks.butler_setup export-visit REPO RUN VISIT ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+from astropy.io import fits
+from astropy.time import Time
+from astropy.wcs import WCS
+from lsst.daf.butler import (
+    Butler,
+    CollectionType,
+    DatasetRef,
+    DatasetType,
+    FileDataset,
+    MissingCollectionError,
+    Timespan,
+)
+from lsst.sphgeom import ConvexPolygon, LonLat, UnitVector3d
+
+from . import simcam
+
+RAW_RUN = f"{simcam.NAME}/raw/all"
+CALIB_RUN = f"{simcam.NAME}/calib"
+DEFAULTS = f"{simcam.NAME}/defaults"
+VISIT_SYSTEM = 0  # one exposure per visit
+FORMATTER = "lsst_on_aws_tasks.formatters.CCDDataFitsFormatter"
+
+
+class IngestError(RuntimeError):
+    """A file cannot be ingested; the message names the file and the reason."""
+
+
+def _dataset_types(universe) -> list[DatasetType]:
+    return [
+        DatasetType("raw", ("instrument", "exposure", "detector"), "CCDData", universe=universe),
+        DatasetType("bias", ("instrument", "detector"), "CCDData", universe=universe),
+        DatasetType("flat", ("instrument", "physical_filter", "detector"), "CCDData", universe=universe),
+    ]
+
+
+def register_instrument(repo: str) -> dict:
+    """Write SimCam's static dimension records, dataset types and collections.
+
+    Idempotent: records that already exist with the same values are left as
+    they are, so a rerun after a stack change does nothing harmful.
+    """
+    butler = Butler.from_config(repo, writeable=True)
+    reg = butler.registry
+    detectors = simcam.detectors()
+    reg.syncDimensionData(
+        "instrument",
+        {
+            "name": simcam.NAME,
+            "visit_max": 10**7,
+            "visit_system": VISIT_SYSTEM,
+            "exposure_max": 10**7,
+            "detector_max": len(detectors),
+            "class_name": "lsst_on_aws_tasks.simcam",
+        },
+    )
+    for band in simcam.BANDS:
+        reg.syncDimensionData(
+            "physical_filter",
+            {"instrument": simcam.NAME, "name": simcam.physical_filter(band), "band": band},
+        )
+    for det in detectors:
+        reg.syncDimensionData(
+            "detector",
+            {
+                "instrument": simcam.NAME,
+                "id": det.id,
+                "full_name": det.name,
+                "name_in_raft": det.name,
+                "raft": "R00",
+                "purpose": "SCIENCE",
+            },
+        )
+    reg.syncDimensionData(
+        "visit_system", {"instrument": simcam.NAME, "id": VISIT_SYSTEM, "name": "one-to-one"}
+    )
+    for dt in _dataset_types(butler.dimensions):
+        reg.registerDatasetType(dt)
+    for run in (RAW_RUN, CALIB_RUN):
+        reg.registerRun(run)
+    reg.registerCollection(DEFAULTS, CollectionType.CHAINED)
+    reg.setCollectionChain(DEFAULTS, [RAW_RUN, CALIB_RUN])
+    return {
+        "instrument": simcam.NAME,
+        "detectors": [d.id for d in detectors],
+        "physical_filters": [simcam.physical_filter(b) for b in simcam.BANDS],
+        "collections": {"raw": RAW_RUN, "calib": CALIB_RUN, "defaults": DEFAULTS},
+    }
+
+
+def _read_header(path: Path) -> fits.Header:
+    try:
+        with fits.open(path) as hdul:
+            hdul.verify("exception")
+            header = hdul[0].header
+            if hdul[0].data is None:
+                raise IngestError(f"{path}: the primary HDU holds no image")
+            return header
+    except IngestError:
+        raise
+    except Exception as exc:  # astropy raises several types for a damaged file
+        raise IngestError(f"{path}: not a readable FITS file ({exc})") from exc
+
+
+def _check_instrument(path: Path, header: fits.Header) -> None:
+    instrument = header.get("INSTRUME")
+    if instrument != simcam.NAME:
+        raise IngestError(f"{path}: INSTRUME is {instrument!r}, not {simcam.NAME!r}; this repository is for SimCam")
+
+
+def _polygon(corners_deg: np.ndarray) -> ConvexPolygon:
+    return ConvexPolygon([UnitVector3d(LonLat.fromDegrees(float(r), float(d))) for r, d in corners_deg])
+
+
+def _detector_corners(header: fits.Header) -> np.ndarray:
+    wcs = WCS(header)
+    nx, ny = simcam.NX, simcam.NY
+    px = np.array([[-0.5, -0.5], [nx - 0.5, -0.5], [nx - 0.5, ny - 0.5], [-0.5, ny - 0.5]])
+    return np.column_stack(wcs.all_pix2world(px[:, 0], px[:, 1], 0))
+
+
+def raw_records(headers: list[tuple[Path, fits.Header]]) -> dict[str, list[dict]]:
+    """Dimension records for the exposures in ``headers`` (one visit per exposure).
+
+    Returns records keyed by dimension element, in the order they must be
+    inserted.
+    """
+    out: dict[str, list[dict]] = {
+        k: []
+        for k in (
+            "day_obs",
+            "group",
+            "exposure",
+            "visit",
+            "visit_definition",
+            "visit_system_membership",
+            "visit_detector_region",
+        )
+    }
+    by_exposure: dict[int, list[tuple[Path, fits.Header]]] = {}
+    for path, h in headers:
+        by_exposure.setdefault(int(h["EXPNUM"]), []).append((path, h))
+    for expnum, members in sorted(by_exposure.items()):
+        h = members[0][1]
+        begin = Time(h["DATE-OBS"], format="isot", scale="tai")
+        span = Timespan(begin, begin + float(h["EXPTIME"]) * u.s)
+        day_obs = int(h["DAYOBS"])
+        day_start = Time(f"{str(day_obs)[:4]}-{str(day_obs)[4:6]}-{str(day_obs)[6:]}T12:00:00", scale="tai")
+        physical = h["FILTER"]
+        simcam.band_of(physical)  # raises for an unknown filter
+        group = h["OBSID"]
+        common = {
+            "instrument": simcam.NAME,
+            "day_obs": day_obs,
+            "physical_filter": physical,
+            "exposure_time": float(h["EXPTIME"]),
+            "target_name": h.get("OBJECT", ""),
+            "observation_reason": "science",
+            "science_program": "simulation",
+            "azimuth": 0.0,
+            "zenith_angle": 30.0,
+            "timespan": span,
+        }
+        out["day_obs"].append(
+            {"instrument": simcam.NAME, "id": day_obs, "timespan": Timespan(day_start, day_start + 1 * u.day)}
+        )
+        out["group"].append({"instrument": simcam.NAME, "name": group})
+        out["exposure"].append(
+            common
+            | {
+                "id": expnum,
+                "group": group,
+                "obs_id": h["OBSID"],
+                "dark_time": float(h["EXPTIME"]),
+                "observation_type": h["OBSTYPE"],
+                "seq_num": expnum,
+                "seq_start": expnum,
+                "seq_end": expnum,
+                "tracking_ra": float(h["TELRA"]),
+                "tracking_dec": float(h["TELDEC"]),
+                "sky_angle": 0.0,
+                "has_simulated": True,
+                "can_see_sky": True,
+            }
+        )
+        det_corners = {int(hh["CCDNUM"]): _detector_corners(hh) for _, hh in members}
+        all_corners = np.vstack(list(det_corners.values()))
+        out["visit"].append(
+            common | {"id": expnum, "name": h["OBSID"], "seq_num": expnum, "region": _polygon(all_corners)}
+        )
+        out["visit_definition"].append({"instrument": simcam.NAME, "exposure": expnum, "visit": expnum})
+        out["visit_system_membership"].append(
+            {"instrument": simcam.NAME, "visit_system": VISIT_SYSTEM, "visit": expnum}
+        )
+        for det_id, corners in sorted(det_corners.items()):
+            out["visit_detector_region"].append(
+                {"instrument": simcam.NAME, "visit": expnum, "detector": det_id, "region": _polygon(corners)}
+            )
+    return out
+
+
+def _ingest(butler: Butler, datasets: list[FileDataset], run: str, transfer: str) -> int:
+    """Ingest files not yet in ``run``; returns how many were new."""
+    todo = []
+    for ds in datasets:
+        ref = ds.refs[0]
+        existing = butler.find_dataset(ref.datasetType, ref.dataId, collections=run)
+        if existing is None:
+            todo.append(ds)
+    if todo:
+        butler.ingest(*todo, transfer=transfer)
+    return len(todo)
+
+
+def ingest_raws(repo: str, paths: list[Path], transfer: str = "copy") -> dict:
+    """Register exposures and visits from raw headers, then ingest the raw files.
+
+    All files are checked before anything is written, and the ingest is one
+    transaction, so a bad file leaves the repository as it was.
+    """
+    if not paths:
+        raise IngestError("no raw FITS files given")
+    headers = []
+    for path in paths:
+        header = _read_header(path)
+        _check_instrument(path, header)
+        missing = [k for k in ("EXPNUM", "CCDNUM", "FILTER", "DATE-OBS", "EXPTIME", "OBSID") if k not in header]
+        if missing:
+            raise IngestError(f"{path}: header lacks {', '.join(missing)}")
+        headers.append((path, header))
+    records = raw_records(headers)
+    butler = Butler.from_config(repo, writeable=True)
+    with butler.transaction():
+        for element, rows in records.items():
+            for row in rows:
+                butler.registry.syncDimensionData(element, row)
+    raw_type = butler.get_dataset_type("raw")
+    datasets = [
+        FileDataset(
+            path=str(path.absolute()),
+            refs=[
+                DatasetRef(
+                    raw_type,
+                    {"instrument": simcam.NAME, "exposure": int(h["EXPNUM"]), "detector": int(h["CCDNUM"])},
+                    run=RAW_RUN,
+                )
+            ],
+            formatter=FORMATTER,
+        )
+        for path, h in headers
+    ]
+    new = _ingest(butler, datasets, RAW_RUN, transfer)
+    return {
+        "run": RAW_RUN,
+        "exposures": sorted({int(h["EXPNUM"]) for _, h in headers}),
+        "files": [p.name for p, _ in headers],
+        "ingested": new,
+        "already_present": len(datasets) - new,
+    }
+
+
+def ingest_calibs(repo: str, paths: list[Path], transfer: str = "copy") -> dict:
+    """Ingest master bias and flat frames, keyed by their headers."""
+    butler = Butler.from_config(repo, writeable=True)
+    datasets = []
+    for path in paths:
+        h = _read_header(path)
+        _check_instrument(path, h)
+        kind = h.get("OBSTYPE")
+        data_id = {"instrument": simcam.NAME, "detector": int(h["CCDNUM"])}
+        if kind == "flat":
+            simcam.band_of(h["FILTER"])
+            data_id["physical_filter"] = h["FILTER"]
+        elif kind != "bias":
+            raise IngestError(f"{path}: OBSTYPE {kind!r} is neither 'bias' nor 'flat'")
+        ref = DatasetRef(butler.get_dataset_type(kind), data_id, run=CALIB_RUN)
+        datasets.append(FileDataset(path=str(path.absolute()), refs=[ref], formatter=FORMATTER))
+    new = _ingest(butler, datasets, CALIB_RUN, transfer)
+    return {"run": CALIB_RUN, "files": [p.name for p in paths], "ingested": new}
+
+
+def remove_run(repo: str, run: str) -> bool:
+    """Remove a RUN collection and its datasets, if it exists (from any chain too)."""
+    butler = Butler.from_config(repo, writeable=True)
+    try:
+        butler.registry.getCollectionType(run)
+    except MissingCollectionError:
+        return False
+    for parent in butler.registry.getCollectionParentChains(run):
+        chain = [c for c in butler.registry.getCollectionChain(parent) if c != run]
+        butler.registry.setCollectionChain(parent, chain)
+    butler.removeRuns([run], unstore=True)
+    return True
+
+
+def set_chain(repo: str, chain: str, runs: list[str], inputs: str = DEFAULTS) -> list[str]:
+    """Define ``chain`` as ``runs`` (newest first) followed by the inputs."""
+    butler = Butler.from_config(repo, writeable=True)
+    butler.registry.registerCollection(chain, CollectionType.CHAINED)
+    children = [*runs, inputs]
+    butler.registry.setCollectionChain(chain, children)
+    return list(butler.registry.getCollectionChain(chain))
+
+
+def _main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lsst_on_aws_tasks.butler_setup", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("register-instrument")
+    p.add_argument("repo")
+    p.add_argument("--output", type=Path, required=True)
+    for name in ("ingest-raws", "ingest-calibs"):
+        p = sub.add_parser(name)
+        p.add_argument("repo")
+        p.add_argument("files", nargs="+", type=Path)
+        p.add_argument("--transfer", default="copy")
+        p.add_argument("--output", type=Path, required=True)
+    p = sub.add_parser("remove-run")
+    p.add_argument("repo")
+    p.add_argument("run")
+    p = sub.add_parser("set-chain")
+    p.add_argument("repo")
+    p.add_argument("chain")
+    p.add_argument("runs", nargs="*")
+    p.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "register-instrument":
+            result = register_instrument(args.repo)
+        elif args.command == "ingest-raws":
+            result = ingest_raws(args.repo, args.files, args.transfer)
+        elif args.command == "ingest-calibs":
+            result = ingest_calibs(args.repo, args.files, args.transfer)
+        elif args.command == "remove-run":
+            removed = remove_run(args.repo, args.run)
+            print(f"{'removed' if removed else 'no'} run {args.run}")
+            return 0
+        else:
+            result = {"chain": args.chain, "children": set_chain(args.repo, args.chain, args.runs)}
+    except IngestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
