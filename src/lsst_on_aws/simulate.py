@@ -226,17 +226,18 @@ def simulate_visit(
         flux = 10 ** (-0.4 * (refcat[band].to_numpy() - zp)) * simcam.EXPTIME
         margin = 30
         near = (x > -margin) & (x < simcam.NX + margin) & (y > -margin) & (y < simcam.NY + margin)
-        pad = 64  # render into a padded canvas so stamps never need clipping
+        max_radius = 63  # stamp half-size cap (pixels)
+        pad = margin + max_radius + 1  # a padded canvas, so stamps never need clipping
         canvas = np.zeros((simcam.NY + 2 * pad, simcam.NX + 2 * pad))
         for i in np.flatnonzero(near):
             xi, yi = round(x[i]), round(y[i])
             dx, dy = x[i] - xi, y[i] - yi
             if refcat["is_star"].iat[i]:
-                radius = int(math.ceil(min(6.0 * fwhm_pix, pad - 1)))
+                radius = int(math.ceil(min(6.0 * fwhm_pix, max_radius)))
                 stamp = flux[i] * moffat_stamp(dx, dy, fwhm_pix, radius)
             else:
                 hlr = refcat["half_light_arcsec"].iat[i] / simcam.PIXEL_SCALE
-                radius = int(math.ceil(min(6.0 * hlr + 4.0 * fwhm_pix, pad - 1)))
+                radius = int(math.ceil(min(6.0 * hlr + 4.0 * fwhm_pix, max_radius)))
                 stamp = _render_galaxy(
                     flux[i], hlr, refcat["ellipticity"].iat[i], refcat["position_angle_deg"].iat[i],
                     fwhm_pix, radius, dx, dy,

@@ -9,10 +9,13 @@ visit-detector regions from the WCS) and ingests the files.
 
 Run it inside the stack environment::
 
-    python -m lsst_on_aws_tasks.butler_setup register-instrument REPO
+    python -m lsst_on_aws_tasks.butler_setup create-repo REPO --seed-config YAML --output JSON
+    python -m lsst_on_aws_tasks.butler_setup register-instrument REPO --output JSON
     python -m lsst_on_aws_tasks.butler_setup ingest-calibs REPO DIR --output JSON
     python -m lsst_on_aws_tasks.butler_setup ingest-raws REPO DIR --output JSON
-    python -m lsst_on_aws_tasks.butler_setup export-visit REPO RUN VISIT ...
+    python -m lsst_on_aws_tasks.butler_setup register-dataset-types REPO PIPELINE --output JSON
+    python -m lsst_on_aws_tasks.butler_setup remove-run REPO RUN
+    python -m lsst_on_aws_tasks.butler_setup set-chain REPO CHAIN RUN... --output JSON
 """
 
 from __future__ import annotations
@@ -57,6 +60,46 @@ def _dataset_types(universe) -> list[DatasetType]:
         DatasetType("bias", ("instrument", "detector"), "CCDData", universe=universe),
         DatasetType("flat", ("instrument", "physical_filter", "detector"), "CCDData", universe=universe),
     ]
+
+
+def create_repo(repo: str, seed_config: str) -> dict:
+    """Create a repository, or adopt the one already at ``repo``.
+
+    An existing repository is never overwritten: it holds every earlier
+    run's outputs. It is opened to prove it is usable and reused.
+    """
+    root = Path(repo)
+    if (root / "butler.yaml").exists():
+        butler = Butler.from_config(repo)
+        action = "reused"
+    else:
+        Butler.makeRepo(repo, config=seed_config)
+        butler = Butler.from_config(repo)
+        action = "created"
+    return {
+        "repo": str(root.absolute()),
+        "action": action,
+        "registry": str(butler._config["registry", "db"]),
+        "dimension_universe": f"{butler.dimensions.namespace}:{butler.dimensions.version}",
+    }
+
+
+def register_dataset_types(repo: str, pipeline_file: str) -> dict:
+    """Register the dataset types a pipeline reads and writes, once, before any run.
+
+    Registering them here, in one job, keeps concurrent ``pipetask`` runs
+    from racing to insert the same definitions.
+    """
+    from lsst.pipe.base import Pipeline
+
+    butler = Butler.from_config(repo, writeable=True)
+    graph = Pipeline.from_uri(pipeline_file).to_graph(registry=butler.registry)
+    graph.register_dataset_types(butler, include_packages=True)
+    return {
+        "pipeline": pipeline_file,
+        "tasks": sorted(graph.tasks.keys()),
+        "dataset_types": sorted(graph.dataset_types.keys()),
+    }
 
 
 def register_instrument(repo: str) -> dict:
@@ -314,7 +357,7 @@ def remove_run(repo: str, run: str) -> bool:
     for parent in butler.registry.getCollectionParentChains(run):
         chain = [c for c in butler.registry.getCollectionChain(parent) if c != run]
         butler.registry.setCollectionChain(parent, chain)
-    butler.removeRuns([run], unstore=True)
+    butler.removeRuns([run])
     return True
 
 
@@ -330,6 +373,14 @@ def set_chain(repo: str, chain: str, runs: list[str], inputs: str = DEFAULTS) ->
 def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lsst_on_aws_tasks.butler_setup", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("create-repo")
+    p.add_argument("repo")
+    p.add_argument("--seed-config", required=True)
+    p.add_argument("--output", type=Path, required=True)
+    p = sub.add_parser("register-dataset-types")
+    p.add_argument("repo")
+    p.add_argument("pipeline")
+    p.add_argument("--output", type=Path, required=True)
     p = sub.add_parser("register-instrument")
     p.add_argument("repo")
     p.add_argument("--output", type=Path, required=True)
@@ -349,7 +400,11 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
     try:
-        if args.command == "register-instrument":
+        if args.command == "create-repo":
+            result = create_repo(args.repo, args.seed_config)
+        elif args.command == "register-dataset-types":
+            result = register_dataset_types(args.repo, args.pipeline)
+        elif args.command == "register-instrument":
             result = register_instrument(args.repo)
         elif args.command == "ingest-raws":
             result = ingest_raws(args.repo, args.files, args.transfer)

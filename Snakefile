@@ -1,0 +1,38 @@
+# LSST-on-AWS: raw exposures -> LSST pipeline per visit -> timings and summary.
+#
+# resources/stack/<tag>/          the LSST stack (venv/), activate.sh, manifest.json
+# results/simulated/              refcat.parquet, calib/, raw/<visit>/, truth/<visit>.parquet
+# results/butler/repo/            the Butler repository (SQLite registry + files)
+# results/butler/*.json           records of repository set-up, ingest and the output chain
+# results/visits/<visit>/         summary.json and sources.parquet exported from the Butler
+# results/summary/                visits.{csv,parquet}, truth_check.csv, figures
+# results/benchmarks/, logs/      per-rule timings and logs, mirroring the paths above
+
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/simulate.smk"
+include: "rules/stack.smk"
+include: "rules/butler.smk"
+include: "rules/process.smk"
+include: "rules/summary.smk"
+
+
+localrules:
+    all,
+    chain_visits,
+
+
+rule all:
+    input:
+        all_targets(),

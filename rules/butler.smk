@@ -1,0 +1,111 @@
+# The Butler repository: created once, instrument registered, calibrations and raws ingested.
+# Every step runs inside the stack through its activation prefix.
+
+
+rule create_repo:
+    input:
+        activate=stack_activate(),
+        seed="config/butler-seed.yaml",
+    output:
+        record="results/butler/created.json",
+    params:
+        repo=REPO,
+    log:
+        "logs/butler/create_repo.log",
+    benchmark:
+        "results/benchmarks/butler/create_repo.tsv"
+    shell:
+        "(source {input.activate} && python -m lsst_on_aws_tasks.butler_setup create-repo"
+        " {params.repo} --seed-config {input.seed} --output {output.record}) > {log} 2>&1"
+
+
+rule register_instrument:
+    input:
+        activate=stack_activate(),
+        repo="results/butler/created.json",
+    output:
+        record="results/butler/instrument.json",
+    params:
+        repo=REPO,
+    log:
+        "logs/butler/register_instrument.log",
+    benchmark:
+        "results/benchmarks/butler/register_instrument.tsv"
+    shell:
+        "(source {input.activate} && python -m lsst_on_aws_tasks.butler_setup register-instrument"
+        " {params.repo} --output {output.record}) > {log} 2>&1"
+
+
+rule register_dataset_types:
+    input:
+        activate=stack_activate(),
+        instrument="results/butler/instrument.json",
+        pipeline=config["pipeline"]["file"],
+    output:
+        record="results/butler/dataset_types.json",
+    params:
+        repo=REPO,
+    log:
+        "logs/butler/register_dataset_types.log",
+    benchmark:
+        "results/benchmarks/butler/register_dataset_types.tsv"
+    shell:
+        "(source {input.activate} && python -m lsst_on_aws_tasks.butler_setup register-dataset-types"
+        " {params.repo} {input.pipeline} --output {output.record}) > {log} 2>&1"
+
+
+rule ingest_calibs:
+    input:
+        activate=stack_activate(),
+        instrument="results/butler/instrument.json",
+        calib=calib_dir(),
+    output:
+        record="results/butler/calibs.json",
+    params:
+        repo=REPO,
+        transfer=config["butler"]["transfer"],
+    log:
+        "logs/butler/ingest_calibs.log",
+    benchmark:
+        "results/benchmarks/butler/ingest_calibs.tsv"
+    shell:
+        "(source {input.activate} && python -m lsst_on_aws_tasks.butler_setup ingest-calibs"
+        " {params.repo} {input.calib}/*.fits --transfer {params.transfer}"
+        " --output {output.record}) > {log} 2>&1"
+
+
+rule ingest_raws:
+    input:
+        activate=stack_activate(),
+        instrument="results/butler/instrument.json",
+        raws=raw_dir,
+    output:
+        record="results/butler/raws/{visit}.json",
+    params:
+        repo=REPO,
+        transfer=config["butler"]["transfer"],
+    log:
+        "logs/butler/raws/{visit}/ingest_raws.log",
+    benchmark:
+        "results/benchmarks/butler/raws/{visit}/ingest_raws.tsv"
+    shell:
+        "(source {input.activate} && python -m lsst_on_aws_tasks.butler_setup ingest-raws"
+        " {params.repo} {input.raws}/*.fits --transfer {params.transfer}"
+        " --output {output.record}) > {log} 2>&1"
+
+
+rule chain_visits:
+    input:
+        activate=stack_activate(),
+        summaries=visit_outputs("summary.json"),
+    output:
+        record="results/butler/chain.json",
+    params:
+        repo=REPO,
+        chain=config["butler"]["output"],
+        runs=visit_runs(),
+    log:
+        "logs/butler/chain_visits.log",
+    shell:
+        "(source {input.activate} && python -m lsst_on_aws_tasks.butler_setup set-chain"
+        " {params.repo} {params.chain} {params.runs} --output {output.record}) > {log} 2>&1"

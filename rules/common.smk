@@ -1,0 +1,118 @@
+# Validation, the visit table and input functions. Nothing else.
+
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from lsst_on_aws import config as checks
+from lsst_on_aws_tasks import simcam
+
+
+wildcard_constraints:
+    visit=r"\d+",
+    tag=r"[A-Za-z0-9._-]+",
+
+
+checks.check_against_schema(
+    config, Path(workflow.basedir) / "config/schemas/config.schema.yaml", "config"
+)
+validate(config, "../config/schemas/config.schema.yaml")
+
+VISITS = checks.load_visits(config["visits"])
+checks.check_bands(VISITS, simcam.BANDS, config["visits"])
+PROCESS_VISITS = checks.select_visits(
+    VISITS, config["process_visits"], config["visits"]
+)
+if config["data"]["source"] == "directory":
+    checks.check_data_directory(config["data"]["path"], PROCESS_VISITS)
+
+STACK = f"resources/stack/{config['stack']['tag']}"
+REPO = config["butler"]["repo"]
+DEFAULT_INPUTS = f"{simcam.NAME}/defaults"
+TASK_SOURCES = sorted(
+    str(p)
+    for p in Path("tasks").rglob("*")
+    if p.suffix in {".py", ".toml"} and "egg-info" not in str(p)
+)
+
+
+def stack_lock(wildcards):
+    """The pinned package list of a pip-mode stack tag."""
+    return f"envs/stack-pip/{wildcards.tag}.lock"
+
+
+def stack_activate(wildcards=None):
+    """The activation prefix every LSST step sources."""
+    return f"{STACK}/activate.sh"
+
+
+def visit_row(wildcards):
+    """A visit's row of the visit table, as the simulator takes it."""
+    row = VISITS.loc[int(wildcards.visit)]
+    return {
+        "visit": int(row["visit"]),
+        "band": str(row["band"]),
+        "seeing_arcsec": float(row["seeing_arcsec"]),
+        "ra_offset_arcsec": float(row["ra_offset_arcsec"]),
+        "dec_offset_arcsec": float(row["dec_offset_arcsec"]),
+    }
+
+
+def raw_dir(wildcards):
+    """Folder of a visit's raw frames, for the configured data source."""
+    if config["data"]["source"] == "directory":
+        return f"{config['data']['path']}/raw/{wildcards.visit}"
+    return f"results/simulated/raw/{wildcards.visit}"
+
+
+def calib_dir(wildcards=None):
+    """Folder of the master bias and flat frames, for the configured data source."""
+    if config["data"]["source"] == "directory":
+        return f"{config['data']['path']}/calib"
+    return "results/simulated/calib"
+
+
+def visit_run(wildcards):
+    """The RUN collection a visit's processing writes."""
+    return f"{config['butler']['output']}/{wildcards.visit}"
+
+
+def visit_runs(wildcards=None):
+    """RUN collections of every processed visit, for the output chain."""
+    return [f"{config['butler']['output']}/{v}" for v in PROCESS_VISITS]
+
+
+def pipetask_overrides(wildcards=None):
+    """The processing settings as pipetask -c arguments."""
+    return " ".join(
+        f"-c measure:{key}={value}" for key, value in sorted(config["processing"].items())
+    )
+
+
+def visit_outputs(name):
+    """One per-visit output path for every processed visit."""
+    return expand("results/visits/{visit}/{name}", visit=PROCESS_VISITS, name=name)
+
+
+def visit_benchmarks(wildcards=None):
+    """The process_visit benchmark file of every processed visit."""
+    return expand(
+        "results/benchmarks/visits/{visit}/process_visit.tsv", visit=PROCESS_VISITS
+    )
+
+
+def truth_tables(wildcards=None):
+    """Truth catalogues of the processed visits (simulated data only)."""
+    return expand("results/simulated/truth/{visit}.parquet", visit=PROCESS_VISITS)
+
+
+def all_targets():
+    """Everything a complete run produces."""
+    targets = [
+        "results/summary/visits.csv",
+        "results/summary/visits.png",
+        "results/butler/chain.json",
+    ]
+    if config["data"]["source"] == "simulated":
+        targets.append("results/summary/truth_check.csv")
+    return targets

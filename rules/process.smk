@@ -1,0 +1,37 @@
+# Per-visit processing: one job per visit runs pipetask on all its detectors
+# into the visit's own RUN collection, then exports the results from the Butler.
+# A rerun first removes what an earlier (failed or outdated) attempt left in that RUN.
+
+
+rule process_visit:
+    input:
+        activate=stack_activate(),
+        raws="results/butler/raws/{visit}.json",
+        calibs="results/butler/calibs.json",
+        dataset_types="results/butler/dataset_types.json",
+        pipeline=config["pipeline"]["file"],
+    output:
+        summary="results/visits/{visit}/summary.json",
+        sources="results/visits/{visit}/sources.parquet",
+    params:
+        repo=REPO,
+        run=visit_run,
+        inputs=DEFAULT_INPUTS,
+        instrument=config["instrument"],
+        overrides=pipetask_overrides(),
+    log:
+        "logs/visits/{visit}/process_visit.log",
+    benchmark:
+        "results/benchmarks/visits/{visit}/process_visit.tsv"
+    shell:
+        """
+        (
+        source {input.activate}
+        python -m lsst_on_aws_tasks.butler_setup remove-run {params.repo} {params.run}
+        pipetask --long-log --log-level lsst_on_aws_tasks=INFO run -b {params.repo} -i {params.inputs} --output-run {params.run} \
+            -p {input.pipeline} {params.overrides} \
+            -d "instrument='{params.instrument}' AND visit={wildcards.visit}"
+        python -m lsst_on_aws_tasks.export {params.repo} {params.run} {wildcards.visit} \
+            --summary {output.summary} --sources {output.sources}
+        ) > {log} 2>&1
+        """

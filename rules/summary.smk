@@ -1,0 +1,61 @@
+# Aggregates: the per-visit summary table, the truth check and the report figures.
+
+
+rule summarise_visits:
+    input:
+        summaries=visit_outputs("summary.json"),
+        benchmarks=visit_benchmarks(),
+    output:
+        csv=report(
+            "results/summary/visits.csv",
+            caption="../report/visits.rst",
+            category="Summary",
+            labels={"table": "per-visit summary"},
+        ),
+        parquet="results/summary/visits.parquet",
+    params:
+        bands=VISITS["band"].to_dict(),
+    log:
+        "logs/summary/summarise_visits.log",
+    benchmark:
+        "results/benchmarks/summary/summarise_visits.tsv"
+    script:
+        "../scripts/summarise_visits.py"
+
+
+rule check_truth:
+    input:
+        sources=visit_outputs("sources.parquet"),
+        truth=truth_tables(),
+        visits="results/summary/visits.parquet",
+    output:
+        csv=report(
+            "results/summary/truth_check.csv",
+            caption="../report/truth_check.rst",
+            category="Summary",
+            labels={"table": "measurements vs simulation truth"},
+        ),
+    log:
+        "logs/summary/check_truth.log",
+    benchmark:
+        "results/benchmarks/summary/check_truth.tsv"
+    script:
+        "../scripts/check_truth.py"
+
+
+rule plot_visits:
+    input:
+        visits="results/summary/visits.parquet",
+    output:
+        png=report(
+            "results/summary/visits.png",
+            caption="../report/visits_figure.rst",
+            category="Figures",
+            labels={"figure": "PSF, sources, sky and time per visit"},
+        ),
+    log:
+        "logs/summary/plot_visits.log",
+    benchmark:
+        "results/benchmarks/summary/plot_visits.tsv"
+    script:
+        "../scripts/plot_visits.py"

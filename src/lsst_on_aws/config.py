@@ -1,0 +1,155 @@
+"""Checks of the workflow's configuration and visit table, with one-sentence errors.
+
+Snakemake's own schema validation reports a failing key inside a long
+jsonschema dump; users need the key and the reason. These checks run first
+(from ``rules/common.smk``) and raise :class:`ConfigError` with exactly
+that, before any job runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import jsonschema
+import pandas as pd
+import yaml
+
+VISIT_COLUMNS = {
+    "visit": "int64",
+    "band": "string",
+    "seeing_arcsec": "float64",
+    "ra_offset_arcsec": "float64",
+    "dec_offset_arcsec": "float64",
+}
+
+
+class ConfigError(ValueError):
+    """The configuration or visit table is wrong; the message says where and why."""
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def describe_error(error: jsonschema.ValidationError, source: str) -> str:
+    """One sentence naming the offending key of a schema violation."""
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        where = _key_path(error)
+        prefix = "" if where == "(top level)" else f"{where}."
+        return (
+            f"{source}: unknown key {', '.join(prefix + k for k in extra)}"
+            f" (allowed{' under ' + where if prefix else ''}: {', '.join(allowed)})"
+        )
+    return f"{source}: key {_key_path(error)}: {error.message}"
+
+
+def check_against_schema(instance: dict, schema_path: Path, source: str) -> None:
+    """Raise ConfigError for the first schema violation, naming its key."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    if errors:
+        raise ConfigError(describe_error(jsonschema.exceptions.best_match(errors), source))
+
+
+def load_visits(path: Path | str) -> pd.DataFrame:
+    """Read and check the visit table (TSV); one row per visit."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"visit table {path} does not exist")
+    try:
+        table = pd.read_csv(path, sep="\t", comment="#", dtype=str)
+    except Exception as exc:
+        raise ConfigError(f"visit table {path} cannot be read as TSV: {exc}") from exc
+    missing = [c for c in ("visit", "band") if c not in table.columns]
+    if missing:
+        raise ConfigError(f"visit table {path} lacks column(s) {', '.join(missing)}")
+    unknown = [c for c in table.columns if c not in VISIT_COLUMNS]
+    if unknown:
+        raise ConfigError(
+            f"visit table {path} has unknown column(s) {', '.join(unknown)} (known: {', '.join(VISIT_COLUMNS)})"
+        )
+    defaults = {"seeing_arcsec": "0.8", "ra_offset_arcsec": "0", "dec_offset_arcsec": "0"}
+    for column, default in defaults.items():
+        if column not in table.columns:
+            table[column] = default
+        table[column] = table[column].fillna(default)
+    for column, dtype in VISIT_COLUMNS.items():
+        if dtype == "string":
+            continue
+        converted = pd.to_numeric(table[column], errors="coerce")
+        bad = table.loc[converted.isna(), column]
+        if len(bad):
+            raise ConfigError(f"visit table {path}: column {column} has non-numeric value {bad.iloc[0]!r}")
+        if dtype == "int64" and not (converted == converted.round()).all():
+            raise ConfigError(f"visit table {path}: column {column} must hold integers")
+        table[column] = converted.astype(dtype)
+    dupes = table["visit"][table["visit"].duplicated()]
+    if len(dupes):
+        raise ConfigError(f"visit table {path}: visit {int(dupes.iloc[0])} appears more than once")
+    if (table["visit"] <= 0).any():
+        raise ConfigError(f"visit table {path}: visit ids must be positive integers")
+    if (table["seeing_arcsec"] <= 0).any():
+        raise ConfigError(f"visit table {path}: seeing_arcsec must be positive")
+    return table.set_index("visit", drop=False).sort_index()
+
+
+def check_bands(table: pd.DataFrame, bands: Iterable[str], source: str) -> None:
+    """Every visit's band is one the instrument has."""
+    bands = list(bands)
+    bad = table.loc[~table["band"].isin(bands)]
+    if len(bad):
+        row = bad.iloc[0]
+        raise ConfigError(
+            f"{source}: visit {int(row['visit'])} has band {row['band']!r}; the instrument has {', '.join(bands)}"
+        )
+
+
+def select_visits(table: pd.DataFrame, selection, source: str) -> list[int]:
+    """The visit ids to process: ``"all"`` or a list of ids that must be in the table."""
+    known = [int(v) for v in table["visit"]]
+    if selection == "all":
+        chosen = known
+    else:
+        chosen = [int(v) for v in selection]
+        unknown = [v for v in chosen if v not in set(known)]
+        if unknown:
+            raise ConfigError(
+                f"visit {unknown[0]} in process_visits is not in the visit table {source}"
+                f" (it has {_ranges(known)})"
+            )
+    if not chosen:
+        raise ConfigError(f"there are no visits to process: the visit list is empty ({source})")
+    return sorted(set(chosen))
+
+
+def check_data_directory(path: str, visits: Iterable[int]) -> None:
+    """A ``directory`` data source holds ``calib/`` and ``raw/<visit>/`` for each visit."""
+    root = Path(path)
+    if not path:
+        raise ConfigError("data.source is 'directory' but data.path is empty")
+    if not root.is_dir():
+        raise ConfigError(f"data directory {root} does not exist (config key data.path)")
+    if not (root / "calib").is_dir():
+        raise ConfigError(f"data directory {root} has no calib/ folder of master bias and flat frames")
+    missing = [v for v in visits if not (root / "raw" / str(v)).is_dir()]
+    if missing:
+        raise ConfigError(f"data directory {root} has no raw/{missing[0]}/ folder for visit {missing[0]}")
+
+
+def _ranges(values: list[int]) -> str:
+    values = sorted(values)
+    if not values:
+        return "no visits"
+    parts, start, prev = [], values[0], values[0]
+    for v in [*values[1:], None]:
+        if v is not None and v == prev + 1:
+            prev = v
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if v is not None:
+            start = prev = v
+    return "visits " + ", ".join(parts)

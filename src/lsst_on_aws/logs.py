@@ -1,0 +1,30 @@
+"""Send a script's output to its Snakemake log file."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def to_log(path: str | Path):
+    """Redirect stdout, stderr and the logging module to ``path`` for the block."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as stream, contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        try:
+            yield logging.getLogger("lsst_on_aws")
+        except BaseException:
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
+            raise
+        finally:
+            root.removeHandler(handler)

@@ -1,0 +1,142 @@
+"""The workflow's summary tables: one row per visit, and scores against simulation truth.
+
+Inputs are plain files the workflow already has: each visit's
+``summary.json`` (exported from the Butler), the ``benchmark:`` TSV that
+Snakemake wrote for the visit's job, the visit's source catalogue and, for
+simulated data, its truth catalogue.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.spatial import cKDTree
+
+# Snakemake benchmark columns -> summary columns
+BENCHMARK_COLUMNS = {"s": "wall_s", "cpu_time": "cpu_s", "max_rss": "max_rss_mb"}
+
+
+def read_benchmark(path: Path | str) -> dict:
+    """Wall time, CPU time and peak RSS of one Snakemake benchmark file (mean over repeats)."""
+    table = pd.read_csv(path, sep="\t")
+    out = {}
+    for column, name in BENCHMARK_COLUMNS.items():
+        values = pd.to_numeric(table[column], errors="coerce") if column in table else pd.Series(dtype=float)
+        out[name] = float(values.mean()) if values.notna().any() else float("nan")
+    return out
+
+
+def visit_table(summary_paths: list[str], benchmark_paths: list[str], bands: dict[int, str]) -> pd.DataFrame:
+    """One row per visit: source count, PSF, sky and the job's resource use.
+
+    ``summary_paths`` and ``benchmark_paths`` are given in the same visit order.
+    """
+    rows = []
+    for summary_path, bench_path in zip(summary_paths, benchmark_paths, strict=True):
+        summary = json.loads(Path(summary_path).read_text())
+        visit = int(summary["visit"])
+        rows.append(
+            {
+                "visit": visit,
+                "band": bands.get(visit, ""),
+                "run": summary["run"],
+                "n_detectors": summary["n_detectors"],
+                "n_sources": summary["n_sources"],
+                "n_psf_stars": summary["n_psf_stars"],
+                "psf_fwhm_arcsec": summary["psf_fwhm_arcsec"],
+                "psf_ellipticity": summary["psf_ellipticity"],
+                "sky_level_e": summary["sky_level"],
+                "sky_noise_e": summary["sky_noise"],
+                **read_benchmark(bench_path),
+            }
+        )
+    table = pd.DataFrame(rows).sort_values("visit").reset_index(drop=True)
+    table["cpu_efficiency"] = table["cpu_s"] / table["wall_s"]
+    return table
+
+
+def score_visit(
+    sources: pd.DataFrame,
+    truth: pd.DataFrame,
+    match_radius_pix: float = 1.5,
+    bright_mag: float = 21.5,
+    edge_pix: float = 10.0,
+    nx: int = 512,
+    ny: int = 512,
+) -> dict:
+    """Score a visit's detections against the simulation's truth.
+
+    Parameters
+    ----------
+    sources
+        Detected sources with ``detector, x, y, flux_aperture, is_psf_star``.
+    truth
+        Truth objects with ``detector, x, y, flux_e, mag, is_star, psf_fwhm_arcsec``.
+    match_radius_pix
+        A truth star counts as found if a detection lies within this radius.
+    bright_mag
+        Completeness is computed for stars brighter than this.
+    edge_pix
+        Stars this close to a detector edge are left out.
+
+    Returns
+    -------
+    dict
+        Completeness of bright stars, centroid offsets of matched bright stars
+        (median and RMS, pixels), the median ratio of measured aperture flux
+        to true flux for the PSF stars, and the number of stars in each.
+    """
+    found, offsets_x, offsets_y, ratios = [], [], [], []
+    for det, det_truth in truth.groupby("detector"):
+        det_sources = sources[sources["detector"] == det]
+        stars = det_truth[
+            det_truth["is_star"]
+            & (det_truth["mag"] < bright_mag)
+            & det_truth["x"].between(edge_pix, nx - 1 - edge_pix)
+            & det_truth["y"].between(edge_pix, ny - 1 - edge_pix)
+        ]
+        if det_sources.empty:
+            found.extend([False] * len(stars))
+            continue
+        tree = cKDTree(det_sources[["x", "y"]].to_numpy())
+        dist, idx = tree.query(stars[["x", "y"]].to_numpy(), distance_upper_bound=match_radius_pix)
+        ok = np.isfinite(dist)
+        found.extend(ok.tolist())
+        matched = det_sources.iloc[idx[ok]]
+        offsets_x.extend(matched["x"].to_numpy() - stars["x"].to_numpy()[ok])
+        offsets_y.extend(matched["y"].to_numpy() - stars["y"].to_numpy()[ok])
+        psf = matched["is_psf_star"].to_numpy().astype(bool)
+        ratios.extend(matched["flux_aperture"].to_numpy()[psf] / stars["flux_e"].to_numpy()[ok][psf])
+    dx, dy = np.asarray(offsets_x), np.asarray(offsets_y)
+    radial = np.hypot(dx, dy)
+    return {
+        "n_bright_stars": len(found),
+        "completeness_bright": float(np.mean(found)) if found else float("nan"),
+        "centroid_median_offset_pix": float(np.median(radial)) if radial.size else float("nan"),
+        "centroid_rms_pix": float(np.sqrt(np.mean(dx**2 + dy**2) / 2)) if radial.size else float("nan"),
+        "centroid_bias_x_pix": float(np.median(dx)) if dx.size else float("nan"),
+        "centroid_bias_y_pix": float(np.median(dy)) if dy.size else float("nan"),
+        "n_photometry_stars": len(ratios),
+        "flux_ratio_median": float(np.median(ratios)) if ratios else float("nan"),
+        "true_psf_fwhm_arcsec": float(truth["psf_fwhm_arcsec"].iloc[0]),
+    }
+
+
+def truth_check_table(
+    source_paths: list[str], truth_paths: list[str], summaries: pd.DataFrame, **kwargs
+) -> pd.DataFrame:
+    """Per-visit scores against truth, with measured vs simulated PSF FWHM."""
+    rows = []
+    for src_path, truth_path in zip(source_paths, truth_paths, strict=True):
+        truth = pd.read_parquet(truth_path)
+        sources = pd.read_parquet(src_path)
+        visit = int(truth["visit"].iloc[0])
+        row = {"visit": visit, **score_visit(sources, truth, **kwargs)}
+        measured = summaries.loc[summaries["visit"] == visit, "psf_fwhm_arcsec"]
+        row["psf_fwhm_arcsec"] = float(measured.iloc[0]) if len(measured) else float("nan")
+        row["psf_fwhm_ratio"] = row["psf_fwhm_arcsec"] / row["true_psf_fwhm_arcsec"]
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("visit").reset_index(drop=True)

@@ -1,0 +1,70 @@
+"""Export a processed visit from the Butler into plain files for the workflow.
+
+After ``pipetask`` has run a visit into its own RUN collection, this reads
+the visit summary and the per-detector source catalogues back through the
+Butler and writes them as JSON and parquet, so the workflow's summary and
+report (which run outside the LSST stack) never open the repository.
+
+    python -m lsst_on_aws_tasks.export REPO RUN VISIT --summary JSON --sources PARQUET
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from astropy.table import vstack
+from lsst.daf.butler import Butler
+
+from . import simcam
+
+
+def export_visit(repo: str, run: str, visit: int, summary_path: Path, sources_path: Path) -> dict:
+    """Write the visit's summary (JSON) and its sources (parquet); return the summary."""
+    butler = Butler.from_config(repo, collections=[run])
+    data_id = {"instrument": simcam.NAME, "visit": visit}
+    stats = dict(butler.get("visit_summary_stats", data_id))
+    per_detector = butler.get("visit_summary", data_id)
+    refs = butler.query_datasets("single_visit_source", collections=run, data_id=data_id)
+    tables = [butler.get(ref) for ref in sorted(refs, key=lambda r: r.dataId["detector"])]
+    sources = vstack(tables) if tables else None
+    counts = {}
+    for name in ("post_isr_image", "preliminary_visit_image", "single_visit_source", "detector_summary"):
+        counts[name] = len(butler.query_datasets(name, collections=run, data_id=data_id, explain=False))
+    result = {
+        "visit": visit,
+        "run": run,
+        **stats,
+        "detectors": [dict(zip(per_detector.colnames, row, strict=True)) for row in per_detector.iterrows()],
+        "datasets": counts,
+    }
+    summary_path.parent.mkdir(parents=True, exist_ok=True)
+    summary_path.write_text(json.dumps(result, indent=2, default=_jsonable) + "\n")
+    if sources is not None:
+        sources.meta.clear()
+        sources.write(sources_path, format="parquet", overwrite=True)
+    return result
+
+
+def _jsonable(value):
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def _main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lsst_on_aws_tasks.export", description=__doc__.split("\n")[0])
+    parser.add_argument("repo")
+    parser.add_argument("run")
+    parser.add_argument("visit", type=int)
+    parser.add_argument("--summary", type=Path, required=True)
+    parser.add_argument("--sources", type=Path, required=True)
+    args = parser.parse_args(argv)
+    export_visit(args.repo, args.run, args.visit, args.summary, args.sources)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
