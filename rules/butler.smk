@@ -8,12 +8,14 @@ rule create_repo:
         seed="config/butler-seed.yaml",
     output:
         record="results/butler/created.json",
-    params:
-        repo=REPO,
     log:
         "logs/butler/create_repo.log",
     benchmark:
         "results/benchmarks/butler/create_repo.tsv"
+    conda:
+        "../envs/stack-shell.yaml"
+    params:
+        repo=REPO,
     shell:
         "(source {input.activate} && python -m lsst_on_aws_tasks.butler_setup create-repo"
         " {params.repo} --seed-config {input.seed} --output {output.record}) > {log} 2>&1"
@@ -25,12 +27,14 @@ rule register_instrument:
         repo="results/butler/created.json",
     output:
         record="results/butler/instrument.json",
-    params:
-        repo=REPO,
     log:
         "logs/butler/register_instrument.log",
     benchmark:
         "results/benchmarks/butler/register_instrument.tsv"
+    conda:
+        "../envs/stack-shell.yaml"
+    params:
+        repo=REPO,
     shell:
         "(source {input.activate} && python -m lsst_on_aws_tasks.butler_setup register-instrument"
         " {params.repo} --output {output.record}) > {log} 2>&1"
@@ -43,12 +47,14 @@ rule register_dataset_types:
         pipeline=config["pipeline"]["file"],
     output:
         record="results/butler/dataset_types.json",
-    params:
-        repo=REPO,
     log:
         "logs/butler/register_dataset_types.log",
     benchmark:
         "results/benchmarks/butler/register_dataset_types.tsv"
+    conda:
+        "../envs/stack-shell.yaml"
+    params:
+        repo=REPO,
     shell:
         "(source {input.activate} && python -m lsst_on_aws_tasks.butler_setup register-dataset-types"
         " {params.repo} {input.pipeline} --output {output.record}) > {log} 2>&1"
@@ -61,13 +67,15 @@ rule ingest_calibs:
         calib=calib_dir(),
     output:
         record="results/butler/calibs.json",
-    params:
-        repo=REPO,
-        transfer=config["butler"]["transfer"],
     log:
         "logs/butler/ingest_calibs.log",
     benchmark:
         "results/benchmarks/butler/ingest_calibs.tsv"
+    conda:
+        "../envs/stack-shell.yaml"
+    params:
+        repo=REPO,
+        transfer=config["butler"]["transfer"],
     shell:
         "(source {input.activate} && python -m lsst_on_aws_tasks.butler_setup ingest-calibs"
         " {params.repo} {input.calib}/*.fits --transfer {params.transfer}"
@@ -81,13 +89,15 @@ rule ingest_raws:
         raws=raw_dir,
     output:
         record="results/butler/raws/{visit}.json",
-    params:
-        repo=REPO,
-        transfer=config["butler"]["transfer"],
     log:
         "logs/butler/raws/{visit}/ingest_raws.log",
     benchmark:
         "results/benchmarks/butler/raws/{visit}/ingest_raws.tsv"
+    conda:
+        "../envs/stack-shell.yaml"
+    params:
+        repo=REPO,
+        transfer=config["butler"]["transfer"],
     shell:
         "(source {input.activate} && python -m lsst_on_aws_tasks.butler_setup ingest-raws"
         " {params.repo} {input.raws}/*.fits --transfer {params.transfer}"
@@ -100,12 +110,14 @@ rule chain_visits:
         summaries=visit_outputs("summary.json"),
     output:
         record="results/butler/chain.json",
+    log:
+        "logs/butler/chain_visits.log",
+    conda:
+        "../envs/stack-shell.yaml"
     params:
         repo=REPO,
         chain=config["butler"]["output"],
         runs=visit_runs(),
-    log:
-        "logs/butler/chain_visits.log",
     shell:
         "(source {input.activate} && python -m lsst_on_aws_tasks.butler_setup set-chain"
         " {params.repo} {params.chain} {params.runs} --output {output.record}) > {log} 2>&1"

@@ -1,5 +1,6 @@
 # Validation, the visit table and input functions. Nothing else.
 
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -13,27 +14,24 @@ wildcard_constraints:
     tag=r"[A-Za-z0-9._-]+",
 
 
-checks.check_against_schema(
-    config, Path(workflow.basedir) / "config/schemas/config.schema.yaml", "config"
-)
-validate(config, "../config/schemas/config.schema.yaml")
-
-VISITS = checks.load_visits(config["visits"])
-checks.check_bands(VISITS, simcam.BANDS, config["visits"])
-PROCESS_VISITS = checks.select_visits(
-    VISITS, config["process_visits"], config["visits"]
-)
-if config["data"]["source"] == "directory":
-    checks.check_data_directory(config["data"]["path"], PROCESS_VISITS)
+try:
+    VISITS, PROCESS_VISITS = checks.check_workflow_config(
+        config,
+        Path(workflow.basedir) / "config/schemas/config.schema.yaml",
+        validate,
+        simcam.BANDS,
+    )
+except checks.ConfigError as err:
+    # one sentence, no traceback: the message names the key and the reason
+    sys.exit(f"Configuration error: {err}")
 
 STACK = f"resources/stack/{config['stack']['tag']}"
 REPO = config["butler"]["repo"]
 DEFAULT_INPUTS = f"{simcam.NAME}/defaults"
-TASK_SOURCES = sorted(
-    str(p)
-    for p in Path("tasks").rglob("*")
-    if p.suffix in {".py", ".toml"} and "egg-info" not in str(p)
-)
+TASK_SOURCES = sorted(str(p) for p in Path("tasks/src").rglob("*.py"))
+# the simulator's code: a change to it re-simulates (Snakemake's own code
+# trigger sees only the scripts/ adapter, not the package behind it)
+SIMULATOR_SOURCES = ["src/lsst_on_aws/simulate.py", "tasks/src/lsst_on_aws_tasks/simcam.py"]
 
 
 def stack_lock(wildcards):
@@ -85,7 +83,8 @@ def visit_runs(wildcards=None):
 def pipetask_overrides(wildcards=None):
     """The processing settings as pipetask -c arguments."""
     return " ".join(
-        f"-c measure:{key}={value}" for key, value in sorted(config["processing"].items())
+        f"-c measure:{key}={value}"
+        for key, value in sorted(config["processing"].items())
     )
 
 

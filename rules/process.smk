@@ -13,25 +13,27 @@ rule process_visit:
     output:
         summary="results/visits/{visit}/summary.json",
         sources="results/visits/{visit}/sources.parquet",
+    log:
+        "logs/visits/{visit}/process_visit.log",
+    benchmark:
+        "results/benchmarks/visits/{visit}/process_visit.tsv"
+    conda:
+        "../envs/stack-shell.yaml"
     params:
         repo=REPO,
         run=visit_run,
         inputs=DEFAULT_INPUTS,
         instrument=config["instrument"],
         overrides=pipetask_overrides(),
-    log:
-        "logs/visits/{visit}/process_visit.log",
-    benchmark:
-        "results/benchmarks/visits/{visit}/process_visit.tsv"
     shell:
         """
         (
-        source {input.activate}
-        python -m lsst_on_aws_tasks.butler_setup remove-run {params.repo} {params.run}
-        pipetask --long-log --log-level lsst_on_aws_tasks=INFO run -b {params.repo} -i {params.inputs} --output-run {params.run} \
-            -p {input.pipeline} {params.overrides} \
-            -d "instrument='{params.instrument}' AND visit={wildcards.visit}"
-        python -m lsst_on_aws_tasks.export {params.repo} {params.run} {wildcards.visit} \
-            --summary {output.summary} --sources {output.sources}
-        ) > {log} 2>&1
+            source {input.activate}
+            python -m lsst_on_aws_tasks.butler_setup remove-run {params.repo} {params.run}
+            pipetask --long-log --log-level lsst_on_aws_tasks=INFO run -b {params.repo} -i {params.inputs} --output-run {params.run} \
+                -p {input.pipeline} {params.overrides} \
+                -d "instrument='{params.instrument}' AND visit={wildcards.visit}"
+            python -m lsst_on_aws_tasks.export {params.repo} {params.run} {wildcards.visit} \
+                --summary {output.summary} --sources {output.sources}
+        ) >{log} 2>&1
         """

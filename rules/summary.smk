@@ -13,12 +13,14 @@ rule summarise_visits:
             labels={"table": "per-visit summary"},
         ),
         parquet="results/summary/visits.parquet",
-    params:
-        bands=VISITS["band"].to_dict(),
     log:
         "logs/summary/summarise_visits.log",
     benchmark:
         "results/benchmarks/summary/summarise_visits.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    params:
+        bands=VISITS["band"].to_dict(),
     script:
         "../scripts/summarise_visits.py"
 
@@ -39,6 +41,8 @@ rule check_truth:
         "logs/summary/check_truth.log",
     benchmark:
         "results/benchmarks/summary/check_truth.tsv"
+    conda:
+        "../envs/workflow.yaml"
     script:
         "../scripts/check_truth.py"
 
@@ -57,5 +61,7 @@ rule plot_visits:
         "logs/summary/plot_visits.log",
     benchmark:
         "results/benchmarks/summary/plot_visits.tsv"
+    conda:
+        "../envs/workflow.yaml"
     script:
         "../scripts/plot_visits.py"

@@ -5,8 +5,8 @@ import pandas as pd
 from lsst_on_aws.logs import to_log
 from lsst_on_aws.summary import truth_check_table
 
-with to_log(snakemake.log[0]) as log:  # noqa: F821
-    visits = pd.read_parquet(snakemake.input.visits)  # noqa: F821
-    table = truth_check_table(list(snakemake.input.sources), list(snakemake.input.truth), visits)  # noqa: F821
-    table.to_csv(snakemake.output.csv, index=False, float_format="%.4g")  # noqa: F821
+with to_log(snakemake.log[0]) as log:
+    visits = pd.read_parquet(snakemake.input.visits)
+    table = truth_check_table(list(snakemake.input.sources), list(snakemake.input.truth), visits)
+    table.to_csv(snakemake.output.csv, index=False, float_format="%.4g")
     log.info("\n%s", table.to_string())

@@ -3,8 +3,8 @@
 from lsst_on_aws.logs import to_log
 from lsst_on_aws.simulate import make_reference_catalog
 
-with to_log(snakemake.log[0]) as log:  # noqa: F821
-    p = snakemake.params  # noqa: F821
+with to_log(snakemake.log[0]) as log:
+    p = snakemake.params
     refcat = make_reference_catalog(p.seed, p.n_stars, p.n_galaxies)
-    refcat.to_parquet(snakemake.output.refcat, index=False)  # noqa: F821
+    refcat.to_parquet(snakemake.output.refcat, index=False)
     log.info("%d objects (%d stars)", len(refcat), int(refcat["is_star"].sum()))

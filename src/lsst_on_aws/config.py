@@ -50,7 +50,9 @@ def check_against_schema(instance: dict, schema_path: Path, source: str) -> None
     """Raise ConfigError for the first schema violation, naming its key."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(instance), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    errors = sorted(
+        validator.iter_errors(instance), key=lambda e: (len(e.absolute_path), str(e.absolute_path))
+    )
     if errors:
         raise ConfigError(describe_error(jsonschema.exceptions.best_match(errors), source))
 
@@ -70,7 +72,8 @@ def load_visits(path: Path | str) -> pd.DataFrame:
     unknown = [c for c in table.columns if c not in VISIT_COLUMNS]
     if unknown:
         raise ConfigError(
-            f"visit table {path} has unknown column(s) {', '.join(unknown)} (known: {', '.join(VISIT_COLUMNS)})"
+            f"visit table {path} has unknown column(s) {', '.join(unknown)}"
+            f" (known: {', '.join(VISIT_COLUMNS)})"
         )
     defaults = {"seeing_arcsec": "0.8", "ra_offset_arcsec": "0", "dec_offset_arcsec": "0"}
     for column, default in defaults.items():
@@ -104,7 +107,8 @@ def check_bands(table: pd.DataFrame, bands: Iterable[str], source: str) -> None:
     if len(bad):
         row = bad.iloc[0]
         raise ConfigError(
-            f"{source}: visit {int(row['visit'])} has band {row['band']!r}; the instrument has {', '.join(bands)}"
+            f"{source}: visit {int(row['visit'])} has band {row['band']!r};"
+            f" the instrument has {', '.join(bands)}"
         )
 
 
@@ -153,3 +157,20 @@ def _ranges(values: list[int]) -> str:
         if v is not None:
             start = prev = v
     return "visits " + ", ".join(parts)
+
+
+def check_workflow_config(config: dict, schema_path: Path, fill_defaults, bands: Iterable[str]):
+    """Check the whole configuration; return the visit table and the visits to process.
+
+    ``fill_defaults(config, schema_path)`` is Snakemake's ``validate``, which
+    also fills in the schema's defaults; it runs after the one-sentence check
+    so that a user never sees its long report. Raises `ConfigError`.
+    """
+    check_against_schema(config, schema_path, "config")
+    fill_defaults(config, str(schema_path))
+    visits = load_visits(config["visits"])
+    check_bands(visits, bands, config["visits"])
+    chosen = select_visits(visits, config["process_visits"], config["visits"])
+    if config["data"]["source"] == "directory":
+        check_data_directory(config["data"]["path"], chosen)
+    return visits, chosen

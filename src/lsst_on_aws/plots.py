@@ -6,8 +6,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
 BAND_COLOURS = {"g": "tab:green", "r": "tab:red", "i": "tab:orange", "z": "tab:purple", "y": "tab:brown"}
 
@@ -32,7 +32,9 @@ def plot_visits(table: pd.DataFrame, path: str) -> None:
     ax.legend(frameon=False)
     for ax in axes[1]:
         ax.set_xlabel("visit")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for b, c in BAND_COLOURS.items() if b in set(table["band"])]
+    handles = [
+        plt.Rectangle((0, 0), 1, 1, color=c) for b, c in BAND_COLOURS.items() if b in set(table["band"])
+    ]
     labels = [b for b in BAND_COLOURS if b in set(table["band"])]
     fig.legend(handles, labels, title="band", loc="outside right upper", frameon=False)
     fig.savefig(path, dpi=110)

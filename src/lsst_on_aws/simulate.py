@@ -25,8 +25,9 @@ import pandas as pd
 from astropy.io import fits
 from astropy.time import Time
 from astropy.wcs import WCS
-from lsst_on_aws_tasks import simcam
 from scipy.signal import fftconvolve
+
+from lsst_on_aws_tasks import simcam
 
 # Stream ids that keep the random streams of different products independent.
 _REFCAT, _BIAS, _FLAT, _VISIT = 1, 2, 3, 4
@@ -183,8 +184,9 @@ def write_master_calibs(seed: int, outdir: Path) -> list[Path]:
     return paths
 
 
-def _render_galaxy(flux: float, hlr_pix: float, ell: float, pa_deg: float, fwhm_pix: float, radius: int,
-                   dx: float, dy: float) -> np.ndarray:
+def _render_galaxy(
+    flux: float, hlr_pix: float, ell: float, pa_deg: float, fwhm_pix: float, radius: int, dx: float, dy: float
+) -> np.ndarray:
     """An exponential disc convolved with the PSF, normalised to ``flux`` on the stamp."""
     n = 2 * radius + 1
     yy, xx = np.mgrid[0:n, 0:n] - radius
@@ -201,9 +203,7 @@ def _render_galaxy(flux: float, hlr_pix: float, ell: float, pa_deg: float, fwhm_
     return flux * img / img.sum()
 
 
-def simulate_visit(
-    visit: Visit, refcat: pd.DataFrame, seed: int, outdir: Path
-) -> pd.DataFrame:
+def simulate_visit(visit: Visit, refcat: pd.DataFrame, seed: int, outdir: Path) -> pd.DataFrame:
     """Write a visit's raw frames (one per detector) and return its truth table.
 
     The truth table has one row per reference object whose centre falls on
@@ -233,14 +233,20 @@ def simulate_visit(
             xi, yi = round(x[i]), round(y[i])
             dx, dy = x[i] - xi, y[i] - yi
             if refcat["is_star"].iat[i]:
-                radius = int(math.ceil(min(6.0 * fwhm_pix, max_radius)))
+                radius = math.ceil(min(6.0 * fwhm_pix, max_radius))
                 stamp = flux[i] * moffat_stamp(dx, dy, fwhm_pix, radius)
             else:
                 hlr = refcat["half_light_arcsec"].iat[i] / simcam.PIXEL_SCALE
-                radius = int(math.ceil(min(6.0 * hlr + 4.0 * fwhm_pix, max_radius)))
+                radius = math.ceil(min(6.0 * hlr + 4.0 * fwhm_pix, max_radius))
                 stamp = _render_galaxy(
-                    flux[i], hlr, refcat["ellipticity"].iat[i], refcat["position_angle_deg"].iat[i],
-                    fwhm_pix, radius, dx, dy,
+                    flux[i],
+                    hlr,
+                    refcat["ellipticity"].iat[i],
+                    refcat["position_angle_deg"].iat[i],
+                    fwhm_pix,
+                    radius,
+                    dx,
+                    dy,
                 )
             cy, cx = yi + pad, xi + pad
             canvas[cy - radius : cy + radius + 1, cx - radius : cx + radius + 1] += stamp

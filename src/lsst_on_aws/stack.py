@@ -61,7 +61,9 @@ def find_python(version: str) -> str:
 def tree_digest(root: Path) -> str:
     """SHA-256 over a source tree's Python and TOML files (names and contents)."""
     h = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.suffix in {".py", ".toml"} and "egg-info" not in str(p)):
+    for path in sorted(
+        p for p in root.rglob("*") if p.suffix in {".py", ".toml"} and "egg-info" not in str(p)
+    ):
         h.update(str(path.relative_to(root)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()
@@ -109,7 +111,16 @@ def install_pip_stack(
         [uv, "venv", "--quiet", "--python", python, str(venv)],
         [uv, "pip", "sync", "--quiet", "--python", str(venv / "bin" / "python"), str(lock)],
         # not editable: the stack holds a snapshot of the tasks, as a real install would
-        [uv, "pip", "install", "--quiet", "--no-deps", "--python", str(venv / "bin" / "python"), str(tasks_dir.absolute())],
+        [
+            uv,
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--python",
+            str(venv / "bin" / "python"),
+            str(tasks_dir.absolute()),
+        ],
     ]
     for cmd in commands:
         log("$ " + " ".join(cmd))
@@ -129,7 +140,10 @@ def install_pip_stack(
     )
     stack_python = str(venv / "bin" / "python")
     version = subprocess.run(
-        [stack_python, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True, text=True, check=True
+        [stack_python, "-c", "import sys; print(sys.version.split()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     manifest = {
         "method": "pip",

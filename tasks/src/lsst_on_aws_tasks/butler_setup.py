@@ -173,7 +173,9 @@ def _read_header(path: Path) -> fits.Header:
 def _check_instrument(path: Path, header: fits.Header) -> None:
     instrument = header.get("INSTRUME")
     if instrument != simcam.NAME:
-        raise IngestError(f"{path}: INSTRUME is {instrument!r}, not {simcam.NAME!r}; this repository is for SimCam")
+        raise IngestError(
+            f"{path}: INSTRUME is {instrument!r}, not {simcam.NAME!r}; this repository is for SimCam"
+        )
 
 
 def _polygon(corners_deg: np.ndarray) -> ConvexPolygon:
@@ -292,7 +294,9 @@ def ingest_raws(repo: str, paths: list[Path], transfer: str = "copy") -> dict:
     for path in paths:
         header = _read_header(path)
         _check_instrument(path, header)
-        missing = [k for k in ("EXPNUM", "CCDNUM", "FILTER", "DATE-OBS", "EXPTIME", "OBSID") if k not in header]
+        missing = [
+            k for k in ("EXPNUM", "CCDNUM", "FILTER", "DATE-OBS", "EXPTIME", "OBSID") if k not in header
+        ]
         if missing:
             raise IngestError(f"{path}: header lacks {', '.join(missing)}")
         headers.append((path, header))
@@ -371,7 +375,9 @@ def set_chain(repo: str, chain: str, runs: list[str], inputs: str = DEFAULTS) ->
 
 
 def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lsst_on_aws_tasks.butler_setup", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lsst_on_aws_tasks.butler_setup", description=__doc__.split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("create-repo")
     p.add_argument("repo")

@@ -55,7 +55,9 @@ def _jsonable(value):
 
 
 def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lsst_on_aws_tasks.export", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lsst_on_aws_tasks.export", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("repo")
     parser.add_argument("run")
     parser.add_argument("visit", type=int)

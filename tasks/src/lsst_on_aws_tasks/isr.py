@@ -59,7 +59,8 @@ def run_isr(raw: CCDData, bias: CCDData, flat: CCDData, overscan_order: int = 3)
     ).data.astype(bool)
     if bias.data.shape != ccd.data.shape or flat.data.shape != ccd.data.shape:
         raise ValueError(
-            f"calibration shape {bias.data.shape}/{flat.data.shape} does not match the trimmed raw {ccd.data.shape}"
+            f"calibration shape {bias.data.shape}/{flat.data.shape}"
+            f" does not match the trimmed raw {ccd.data.shape}"
         )
     ccd = ccdproc.subtract_bias(ccd, CCDData(np.asarray(bias.data, np.float64), unit=u.adu))
     ccd = ccdproc.gain_correct(ccd, gain)

@@ -72,9 +72,7 @@ def _background(data: np.ndarray, mask: np.ndarray, box: int) -> Background2D:
 def _fit_moffat(cutout: np.ndarray, weights: np.ndarray, x0: float, y0: float, fwhm: float):
     yy, xx = np.mgrid[0 : cutout.shape[0], 0 : cutout.shape[1]]
     # astropy's Moffat2D: gamma is the core width, alpha the power index
-    init = models.Moffat2D(
-        amplitude=float(np.nanmax(cutout)), x_0=x0, y_0=y0, gamma=fwhm / 0.94, alpha=3.0
-    )
+    init = models.Moffat2D(amplitude=float(np.nanmax(cutout)), x_0=x0, y_0=y0, gamma=fwhm / 0.94, alpha=3.0)
     init.alpha.bounds = (1.2, 10.0)
     init.gamma.bounds = (0.3, 50.0)
     fitter = fitting.TRFLSQFitter()
@@ -104,7 +102,7 @@ def measure_psf(
     d2 = (x[:, None] - x[None, :]) ** 2 + (y[:, None] - y[None, :]) ** 2
     np.fill_diagonal(d2, np.inf)
     nearest = np.sqrt(d2.min(axis=1)) if n > 1 else np.full(n, np.inf)
-    half = int(math.ceil(2.5 * fwhm_guess))
+    half = math.ceil(2.5 * fwhm_guess)
     inside = (x > half) & (x < image.shape[1] - half - 1) & (y > half) & (y < image.shape[0] - half - 1)
     candidates = np.flatnonzero(
         (snr >= params.psf_min_snr)
@@ -203,19 +201,20 @@ def measure_image(
     sky_noise = float(np.median(bkg.background_rms))
     if segm is None:
         raise NoSourcesError(
-            f"no source above {params.detection_threshold} sigma (sky {sky_level:.1f} e-, noise {sky_noise:.2f} e-)"
+            f"no source above {params.detection_threshold} sigma"
+            f" (sky {sky_level:.1f} e-, noise {sky_noise:.2f} e-)"
         )
     conv = convolve(np.where(bad, 0.0, sub), kernel, normalize_kernel=True)
-    deblended = deblend_sources(
-        conv, segm, n_pixels=params.min_pixels, contrast=params.deblend_contrast
-    )
+    deblended = deblend_sources(conv, segm, n_pixels=params.min_pixels, contrast=params.deblend_contrast)
     # parents split by the deblender: their children are flagged as blended
     parent_of = {}
     for label in deblended.labels:
         ys, xs = deblended.slices[deblended.get_index(label)]
         cy = (ys.start + ys.stop) // 2
         cx = (xs.start + xs.stop) // 2
-        parent_of[label] = int(segm.data[min(max(cy, 0), image.shape[0] - 1), min(max(cx, 0), image.shape[1] - 1)])
+        parent_of[label] = int(
+            segm.data[min(max(cy, 0), image.shape[0] - 1), min(max(cx, 0), image.shape[1] - 1)]
+        )
     children = np.bincount([p for p in parent_of.values() if p > 0], minlength=segm.max_label + 1)
 
     error = np.where(bad, 0.0, np.nan_to_num(sigma))

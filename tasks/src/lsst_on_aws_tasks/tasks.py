@@ -115,8 +115,12 @@ class MeasureConfig(pipeBase.PipelineTaskConfig, pipelineConnections=MeasureConn
     deblend_contrast = pexConfig.Field[float](doc="Deblender contrast.", default=0.005)
     psf_min_snr = pexConfig.Field[float](doc="Minimum S/N of a PSF star.", default=50.0)
     psf_max_stars = pexConfig.Field[int](doc="At most this many (brightest) PSF stars.", default=40)
-    psf_isolation_fwhm = pexConfig.Field[float](doc="PSF stars have no neighbour within this many FWHM.", default=4.0)
-    aperture_radius_fwhm = pexConfig.Field[float](doc="Aperture radius in units of the PSF FWHM.", default=3.0)
+    psf_isolation_fwhm = pexConfig.Field[float](
+        doc="PSF stars have no neighbour within this many FWHM.", default=4.0
+    )
+    aperture_radius_fwhm = pexConfig.Field[float](
+        doc="Aperture radius in units of the PSF FWHM.", default=3.0
+    )
 
     def params(self) -> MeasureParams:
         """The measurement settings as the algorithm takes them."""

@@ -1,0 +1,67 @@
+# Two commands do everything on a fresh machine:
+#   make demo   set up, then run the embedded default and build its report
+#   make test   set up, then run the whole test suite
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_VERSION ?= 3.12
+VENV := .venv
+UV_VERSION := 0.13.8
+# Use the machine's CA bundle (for proxies) and never download a Python.
+export UV_NATIVE_TLS := 1
+export UV_PYTHON_DOWNLOADS := never
+
+# A Python $(PYTHON_VERSION): pyenv's if there is one, else python3.12 on PATH.
+BASE_PYTHON ?= $(shell p=$$(pyenv prefix $(PYTHON_VERSION) 2>/dev/null | head -1); \
+	if [ -n "$$p" ]; then echo "$$p/bin/python$(PYTHON_VERSION)"; else command -v python$(PYTHON_VERSION); fi)
+
+.PHONY: help env demo report test lint format profiles clean
+
+help:
+	@echo "make demo   - set up and run the embedded default (simulated SimCam data, pip LSST stack)"
+	@echo "make test   - set up and run the whole test suite"
+	@echo "make lint   - ruff, snakefmt --check and snakemake --lint"
+	@echo "make clean  - remove results/, resources/ and logs/ of the embedded default"
+
+$(VENV)/.installed: envs/workflow.lock pyproject.toml tasks/pyproject.toml
+	@test -n "$(BASE_PYTHON)" || { echo "error: Python $(PYTHON_VERSION) not found (pyenv or PATH)"; exit 1; }
+	@test -x $(VENV)/bin/python || $(BASE_PYTHON) -m venv $(VENV)
+	@test -x $(VENV)/bin/uv || $(VENV)/bin/python -m pip install --quiet uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip sync --quiet --python $(VENV)/bin/python envs/workflow.lock
+	$(VENV)/bin/uv pip install --quiet --no-deps --python $(VENV)/bin/python -e . -e tasks
+	@touch $@
+
+env: $(VENV)/.installed profiles
+
+# Make the global profiles resolvable as `snakemake --profile NAME` (Snakemake
+# looks in ~/.config/snakemake/NAME, not in profiles/).
+profiles:
+	@mkdir -p $(HOME)/.config/snakemake
+	@for p in profiles/*/; do n=$$(basename $$p); [ "$$n" = default ] && continue; \
+		ln -sfn "$(CURDIR)/profiles/$$n" "$(HOME)/.config/snakemake/$$n"; done
+
+demo: env
+	$(VENV)/bin/snakemake
+	$(VENV)/bin/snakemake --report results/report.html
+	@echo
+	@echo "Summary table: $(CURDIR)/results/summary/visits.csv"
+	@echo "Truth check:   $(CURDIR)/results/summary/truth_check.csv"
+	@echo "Report:        $(CURDIR)/results/report.html"
+	@echo "Butler repo:   $(CURDIR)/results/butler/repo (chain SimCam/runs/single-visit)"
+
+test: env
+	$(VENV)/bin/pytest
+
+lint: env
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/snakefmt --check Snakefile rules/
+	$(VENV)/bin/snakemake --lint
+
+format: env
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/snakefmt Snakefile rules/
+
+clean:
+	rm -rf results resources logs .snakemake
