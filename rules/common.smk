@@ -31,7 +31,10 @@ DEFAULT_INPUTS = f"{simcam.NAME}/defaults"
 TASK_SOURCES = sorted(str(p) for p in Path("tasks/src").rglob("*.py"))
 # the simulator's code: a change to it re-simulates (Snakemake's own code
 # trigger sees only the scripts/ adapter, not the package behind it)
-SIMULATOR_SOURCES = ["src/lsst_on_aws/simulate.py", "tasks/src/lsst_on_aws_tasks/simcam.py"]
+SIMULATOR_SOURCES = [
+    "src/lsst_on_aws/simulate.py",
+    "tasks/src/lsst_on_aws_tasks/simcam.py",
+]
 
 
 def stack_lock(wildcards):

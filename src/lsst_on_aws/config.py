@@ -8,6 +8,8 @@ that, before any job runs.
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -44,6 +46,59 @@ def describe_error(error: jsonschema.ValidationError, source: str) -> str:
             f" (allowed{' under ' + where if prefix else ''}: {', '.join(allowed)})"
         )
     return f"{source}: key {_key_path(error)}: {error.message}"
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+# How a command-line string becomes each JSON-schema scalar type.
+_PARSERS = {
+    "integer": int,
+    "number": _finite_float,
+    "boolean": lambda text: {"true": True, "false": False}[text.lower()],
+}
+
+
+def _alternatives(node: dict) -> list[dict]:
+    """The schema node itself, or each branch of its oneOf/anyOf."""
+    branches = node.get("oneOf") or node.get("anyOf")
+    return [node | b for b in branches] if branches else [node]
+
+
+def coerce_command_line(instance, node: dict):
+    """Values typed on the command line, as the schema means them.
+
+    ``snakemake --config key="{a: 6.0}"`` parses nested values with YAML's
+    BaseLoader, which keeps every scalar a string (``'6.0'``, ``['1', '2']``).
+    Where the schema asks for a number, integer or boolean and the string
+    reads as one, it is replaced by that value; anything else is left for
+    the schema check to report.
+    """
+    if isinstance(instance, dict):
+        props = node.get("properties", {})
+        return {k: coerce_command_line(v, props.get(k, {})) for k, v in instance.items()}
+    branches = _alternatives(node)
+    if isinstance(instance, list):
+        for branch in branches:
+            if branch.get("type") == "array":
+                return [coerce_command_line(v, branch.get("items", {})) for v in instance]
+        return instance
+    if isinstance(instance, str) and not any(b.get("type") == "string" for b in branches):
+        for branch in branches:
+            parse = _PARSERS.get(branch.get("type"))
+            if parse:
+                with contextlib.suppress(ValueError, KeyError):
+                    return parse(instance.strip())
+            elif branch.get("type") == "array":
+                with contextlib.suppress(yaml.YAMLError):
+                    value = yaml.safe_load(instance)
+                    if isinstance(value, list):
+                        return coerce_command_line(value, branch)
+    return instance
 
 
 def check_against_schema(instance: dict, schema_path: Path, source: str) -> None:
@@ -166,6 +221,8 @@ def check_workflow_config(config: dict, schema_path: Path, fill_defaults, bands:
     also fills in the schema's defaults; it runs after the one-sentence check
     so that a user never sees its long report. Raises `ConfigError`.
     """
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    config.update(coerce_command_line(config, schema))
     check_against_schema(config, schema_path, "config")
     fill_defaults(config, str(schema_path))
     visits = load_visits(config["visits"])

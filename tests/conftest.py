@@ -1,0 +1,92 @@
+"""Shared helpers: copies of the workflow in temporary folders, and running Snakemake there.
+
+Workflow tests never run in the repository itself: each works on a copy
+(``copy_workflow``), so they can change config files and leave no results
+behind. One complete run of the embedded default (``demo_run``) is shared by
+every test that inspects its outputs or its plan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+IGNORE = shutil.ignore_patterns(
+    ".venv",
+    ".git",
+    "results",
+    "resources",
+    "logs",
+    ".snakemake",
+    "__pycache__",
+    "*.egg-info",
+    "build",
+    ".pytest_cache",
+    ".ruff_cache",
+)
+STACK_TAG = "30.2026.4300"
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A copy of the workflow's files (no results, no environments) at ``dest``."""
+    shutil.copytree(REPO_ROOT, dest, ignore=IGNORE)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
+    """Run the workflow environment's snakemake in ``workdir``; output captured as text."""
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("UV_NATIVE_TLS", "1")
+    env.setdefault("UV_PYTHON_DOWNLOADS", "never")
+    return subprocess.run(
+        [str(BIN / "snakemake"), *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule name -> job count from a dry run's "Job stats" table ({} when nothing to do)."""
+    text = result.stdout + result.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:", 1)[1]
+    jobs = {}
+    for line in table.splitlines()[3:]:
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not m:
+            break
+        if m.group(1) != "total":
+            jobs[m.group(1)] = int(m.group(2))
+    return jobs
+
+
+def stack_python(workdir: Path, code: str) -> object:
+    """Run ``code`` with the stack's Python in ``workdir``; it prints JSON, which is returned."""
+    python = workdir / "resources" / "stack" / STACK_TAG / "venv" / "bin" / "python"
+    out = subprocess.run([str(python), "-c", code], cwd=workdir, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """The embedded default run to completion in a copy of the workflow."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("demo") / "workflow")
+    result = snakemake(workdir, "--cores", "2")
+    if result.returncode != 0:
+        pytest.fail(f"embedded default failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return workdir

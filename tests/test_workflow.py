@@ -1,0 +1,234 @@
+"""The embedded default, end to end: real pipetask, real Butler, real outputs.
+
+These tests share one complete run (``demo_run``) in a temporary copy of
+the workflow and inspect what it produced: datasets in the Butler, the
+summary table, and the measurements against the simulation's truth. The
+plan tests ask Snakemake what a rerun would do (``--dry-run``), never time it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from conftest import planned_jobs, snakemake, stack_python
+
+pytestmark = pytest.mark.workflow
+
+VISITS = [1, 2, 3, 4, 5, 6]
+DETECTORS = 4
+CHAIN = "SimCam/runs/single-visit"
+
+
+def test_butler_holds_every_visits_datasets(demo_run):
+    counts = stack_python(
+        demo_run,
+        f"""
+import json
+from lsst.daf.butler import Butler
+b = Butler.from_config("results/butler/repo")
+out = {{}}
+for name in ("raw", "post_isr_image", "single_visit_source", "preliminary_visit_image",
+             "detector_summary", "visit_summary", "visit_summary_stats", "bias", "flat"):
+    refs = b.query_datasets(name, collections="{CHAIN}", limit=None, explain=False)
+    out[name] = sorted([r.dataId.get("visit", r.dataId.get("exposure")), r.dataId.get("detector")]
+                       for r in refs)
+out["chain"] = list(b.collections.get_info("{CHAIN}").children)
+print(json.dumps(out, default=lambda x: None))
+""",
+    )
+    per_detector = sorted([v, d] for v in VISITS for d in range(DETECTORS))
+    for name in (
+        "raw",
+        "post_isr_image",
+        "single_visit_source",
+        "preliminary_visit_image",
+        "detector_summary",
+    ):
+        assert counts[name] == per_detector, name
+    for name in ("visit_summary", "visit_summary_stats"):
+        assert [v for v, _ in counts[name]] == VISITS, name
+    assert len(counts["bias"]) == DETECTORS
+    assert len(counts["flat"]) == 2 * DETECTORS  # two bands
+    # every visit's RUN is in the output chain, ahead of the inputs
+    assert counts["chain"] == [f"{CHAIN}/{v}" for v in VISITS] + ["SimCam/defaults"]
+
+
+def test_summary_has_one_row_per_visit(demo_run):
+    table = pd.read_csv(demo_run / "results/summary/visits.csv")
+    assert table["visit"].tolist() == VISITS
+    assert table["band"].tolist() == ["r", "r", "r", "g", "g", "g"]
+    assert (table["n_detectors"] == DETECTORS).all()
+    # ~600 stars and 60 galaxies over the focal plane, of which about
+    # a third fall on the four detectors of a visit
+    assert table["n_sources"].between(150, 400).all()
+    # sky = 10^(-0.4 (mu - ZP)) * 0.04 arcsec^2 * 30 s, in electrons per pixel
+    expected_sky = {
+        "r": 10 ** (-0.4 * (21.2 - 28.1)) * 0.04 * 30,
+        "g": 10 ** (-0.4 * (22.1 - 28.3)) * 0.04 * 30,
+    }
+    for _, row in table.iterrows():
+        assert row["sky_level_e"] == pytest.approx(expected_sky[row["band"]], rel=0.01)
+        # sky-limited noise: sqrt(sky + read noise^2)
+        assert row["sky_noise_e"] == pytest.approx((expected_sky[row["band"]] + 25) ** 0.5, rel=0.05)
+    assert (table["wall_s"] > 0).all()
+    assert (table["cpu_s"] > 0).all()
+    assert (table["max_rss_mb"] > 50).all()
+    parquet = pd.read_parquet(demo_run / "results/summary/visits.parquet")
+    assert parquet["visit"].tolist() == VISITS
+
+
+def test_measurements_match_the_simulation_truth(demo_run):
+    """Completeness, centroids, photometry and PSF size against the truth catalogue."""
+    check = pd.read_csv(demo_run / "results/summary/truth_check.csv")
+    assert check["visit"].tolist() == VISITS
+    # stars brighter than 21.5 mag have S/N > 30 here: all must be found
+    assert (check["n_bright_stars"] >= 20).all()
+    assert (check["completeness_bright"] >= 0.98).all()
+    # centroids of bright stars: well under a tenth of a pixel
+    assert (check["centroid_rms_pix"] < 0.1).all()
+    assert (check[["centroid_bias_x_pix", "centroid_bias_y_pix"]].abs() < 0.02).all().all()
+    # a 3-FWHM aperture holds 99.6% of a beta=3.5 Moffat's light
+    assert check["flux_ratio_median"].between(0.98, 1.01).all()
+    # measured FWHM is that of the pixel-integrated PSF: ~2% above the optical one
+    assert check["psf_fwhm_ratio"].between(0.98, 1.05).all()
+
+
+def test_sources_match_truth_positions_on_the_sky(demo_run):
+    """RA/Dec from the raw WCS: PSF stars lie within 0.05 arcsec of their truth position."""
+    sources = pd.read_parquet(demo_run / "results/visits/1/sources.parquet")
+    truth = pd.read_parquet(demo_run / "results/simulated/truth/1.parquet")
+    stars = sources[sources["is_psf_star"]]
+    assert len(stars) > 20
+    for _, star in stars.iterrows():
+        cand = truth[truth["detector"] == star["detector"]]
+        d = ((cand["x"] - star["x"]) ** 2 + (cand["y"] - star["y"]) ** 2) ** 0.5
+        match = cand.loc[d.idxmin()]
+        dra = (star["ra"] - match["ra"]) * 3600 * 0.99939  # cos(2 deg)
+        ddec = (star["dec"] - match["dec"]) * 3600
+        assert (dra**2 + ddec**2) ** 0.5 < 0.05
+
+
+def test_stack_manifest_lists_what_was_installed(demo_run):
+    manifest = json.loads((demo_run / "resources/stack/30.2026.4300/manifest.json").read_text())
+    assert manifest["method"] == "pip"
+    assert manifest["tag"] == "30.2026.4300"
+    assert manifest["python"].startswith("3.12")
+    assert manifest["packages"]["lsst-ctrl-mpexec"] == "30.2026.4300"
+    assert manifest["packages"]["lsst-daf-butler"] == "30.2026.4300"
+    assert manifest["packages"]["lsst-on-aws-tasks"] == "0.1.0"
+    assert manifest["installed_at"]
+
+
+def test_report_builds(demo_run):
+    result = snakemake(demo_run, "--report", "results/report.html")
+    assert result.returncode == 0, result.stderr[-2000:]
+    html = (demo_run / "results/report.html").read_text(errors="replace")
+    assert "visits.png" in html
+    assert "visits.csv" in html
+
+
+def test_second_run_has_nothing_to_do(demo_run):
+    result = snakemake(demo_run, "--dry-run")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert planned_jobs(result) == {}
+
+
+def test_new_threshold_reprocesses_visits_only(demo_run):
+    result = snakemake(demo_run, "--dry-run", "--config", "processing={'detection_threshold': 6.0}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert planned_jobs(result) == {
+        "process_visit": 6,
+        "chain_visits": 1,
+        "summarise_visits": 1,
+        "check_truth": 1,
+        "plot_visits": 1,
+        "all": 1,
+    }
+
+
+def test_added_visit_runs_only_its_own_jobs(demo_run):
+    table = (demo_run / "config/visits.tsv").read_text()
+    (demo_run / "config/visits_plus.tsv").write_text(table + "7\tr\t0.95\t-5\t5\n")
+    result = snakemake(demo_run, "--dry-run", "--config", "visits=config/visits_plus.tsv")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert planned_jobs(result) == {
+        "simulate_raws": 1,
+        "ingest_raws": 1,
+        "process_visit": 1,
+        "chain_visits": 1,
+        "summarise_visits": 1,
+        "check_truth": 1,
+        "plot_visits": 1,
+        "all": 1,
+    }
+    assert "results/visits/7/summary.json" in result.stdout
+
+
+def test_new_stack_tag_reinstalls_and_reprocesses(demo_run):
+    lock = demo_run / "envs/stack-pip/30.2026.4300.lock"
+    shutil.copy(lock, demo_run / "envs/stack-pip/test-tag.lock")
+    result = snakemake(demo_run, "--dry-run", "--config", "stack={'tag': 'test-tag'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = planned_jobs(result)
+    assert jobs["install_stack"] == 1
+    assert jobs["process_visit"] == 6
+    assert "simulate_raws" not in jobs
+    assert "simulate_calibs" not in jobs
+    assert "resources/stack/test-tag/manifest.json" in result.stdout
+
+
+def test_failed_visit_leaves_nothing_that_blocks_its_rerun(demo_run):
+    """A visit whose pipetask fails half-way is rerun cleanly, with no duplicate datasets.
+
+    An impossible detection threshold makes every ``measure`` quantum fail
+    after ``isr`` has written its images into the visit's RUN collection;
+    the rerun with the normal configuration must succeed over that debris.
+    Runs last in this module: it ends with the workflow complete again.
+    """
+    failed = snakemake(
+        demo_run,
+        "--cores",
+        "2",
+        "--config",
+        "processing={'detection_threshold': 1e9}",
+        "--",
+        "results/visits/1/summary.json",
+    )
+    assert failed.returncode != 0
+    assert not (demo_run / "results/visits/1/summary.json").exists()
+    log = (demo_run / "logs/visits/1/process_visit.log").read_text()
+    assert "no source above 1000000000.0 sigma" in log
+    debris = stack_python(
+        demo_run,
+        f"""
+import json
+from lsst.daf.butler import Butler
+b = Butler.from_config("results/butler/repo")
+print(json.dumps(len(b.query_datasets("post_isr_image", collections="{CHAIN}/1", explain=False))))
+""",
+    )
+    assert debris == DETECTORS  # the failed attempt left its ISR images behind
+
+    rerun = snakemake(demo_run, "--cores", "2")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    counts = stack_python(
+        demo_run,
+        f"""
+import json
+from lsst.daf.butler import Butler
+b = Butler.from_config("results/butler/repo")
+out = {{n: len(b.query_datasets(n, collections="{CHAIN}", where="visit = 1", instrument="SimCam",
+                                   explain=False))
+       for n in ("post_isr_image", "single_visit_source", "visit_summary")}}
+out["chain"] = list(b.collections.get_info("{CHAIN}").children)
+print(json.dumps(out))
+""",
+    )
+    assert counts["post_isr_image"] == DETECTORS
+    assert counts["single_visit_source"] == DETECTORS
+    assert counts["visit_summary"] == 1
+    assert counts["chain"] == [f"{CHAIN}/{v}" for v in VISITS] + ["SimCam/defaults"]
+    assert planned_jobs(snakemake(demo_run, "--dry-run")) == {}
