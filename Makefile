@@ -15,12 +15,13 @@ export UV_PYTHON_DOWNLOADS := never
 BASE_PYTHON ?= $(shell p=$$(pyenv prefix $(PYTHON_VERSION) 2>/dev/null | head -1); \
 	if [ -n "$$p" ]; then echo "$$p/bin/python$(PYTHON_VERSION)"; else command -v python$(PYTHON_VERSION); fi)
 
-.PHONY: help env demo report test lint format profiles clean
+.PHONY: help env demo report test lint format profiles services clean
 
 help:
 	@echo "make demo   - set up and run the embedded default (simulated SimCam data, pip LSST stack)"
 	@echo "make test   - set up and run the whole test suite"
 	@echo "make lint   - ruff, snakefmt --check and snakemake --lint"
+	@echo "make services - start the local Slurm the tests use (root; installs Debian packages)"
 	@echo "make clean  - remove results/, resources/ and logs/ of the embedded default"
 
 $(VENV)/.installed: envs/workflow.lock pyproject.toml tasks/pyproject.toml
@@ -49,7 +50,12 @@ demo: env
 	@echo "Report:        $(CURDIR)/results/report.html"
 	@echo "Butler repo:   $(CURDIR)/results/butler/repo (chain SimCam/runs/single-visit)"
 
-test: env
+# The tests' services: a one-node Slurm cluster with accounting on loopback
+# (Debian packages; installed when missing, needs root).
+services:
+	tests/services/slurm.sh start
+
+test: env services
 	$(VENV)/bin/pytest
 
 lint: env

@@ -31,6 +31,9 @@ include: "rules/summary.smk"
 localrules:
     all,
     chain_visits,
+    summarise_visits,
+    check_truth,
+    plot_visits,
 
 
 rule all:

@@ -1,6 +1,8 @@
 # Per-visit processing: one job per visit runs pipetask on all its detectors
 # into the visit's own RUN collection, then exports the results from the Butler.
 # A rerun first removes what an earlier (failed or outdated) attempt left in that RUN.
+# job.json records the Slurm job id (empty when run locally) and the host, for
+# the accounting join of the summary.
 
 
 rule process_visit:
@@ -13,6 +15,7 @@ rule process_visit:
     output:
         summary="results/visits/{visit}/summary.json",
         sources="results/visits/{visit}/sources.parquet",
+        job="results/visits/{visit}/job.json",
     log:
         "logs/visits/{visit}/process_visit.log",
     benchmark:
@@ -35,5 +38,6 @@ rule process_visit:
                 -d "instrument='{params.instrument}' AND visit={wildcards.visit}"
             python -m lsst_on_aws_tasks.export {params.repo} {params.run} {wildcards.visit} \
                 --summary {output.summary} --sources {output.sources}
+            printf '{{"slurm_job_id": "%s", "host": "%s"}}\n' "${{SLURM_JOB_ID:-}}" "$(hostname)" >{output.job}
         ) >{log} 2>&1
         """

@@ -42,16 +42,21 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
-    """Run the workflow environment's snakemake in ``workdir``; output captured as text."""
+def snakemake_env() -> dict[str, str]:
+    """The environment the workflow's snakemake runs in: this venv first on PATH."""
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("UV_NATIVE_TLS", "1")
     env.setdefault("UV_PYTHON_DOWNLOADS", "never")
+    return env
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
+    """Run the workflow environment's snakemake in ``workdir``; output captured as text."""
     return subprocess.run(
         [str(BIN / "snakemake"), *args],
         cwd=workdir,
-        env=env,
+        env=snakemake_env(),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -58,6 +58,35 @@ def visit_table(summary_paths: list[str], benchmark_paths: list[str], bands: dic
     return table
 
 
+def read_jobs(job_paths: list[str]) -> pd.DataFrame:
+    """Where each visit's processing ran: ``visit``, ``slurm_job_id`` (empty if local), ``host``.
+
+    ``job_paths`` are the visits' ``job.json`` files, ``results/visits/<visit>/job.json``.
+    """
+    rows = []
+    for path in job_paths:
+        record = json.loads(Path(path).read_text())
+        rows.append(
+            {
+                "visit": int(Path(path).parent.name),
+                "slurm_job_id": str(record.get("slurm_job_id", "")),
+                "host": record.get("host", ""),
+            }
+        )
+    return pd.DataFrame(rows, columns=["visit", "slurm_job_id", "host"])
+
+
+def add_job_accounting(table: pd.DataFrame, jobs: pd.DataFrame, accounting: pd.DataFrame) -> pd.DataFrame:
+    """The visit table with where each visit ran and, for Slurm jobs, their accounting.
+
+    ``accounting`` is :func:`lsst_on_aws.slurm.job_accounting`'s table; visits
+    processed locally, or on a cluster without accounting, keep empty Slurm
+    columns.
+    """
+    out = table.merge(jobs, on="visit", how="left")
+    return out.merge(accounting, on="slurm_job_id", how="left")
+
+
 def score_visit(
     sources: pd.DataFrame,
     truth: pd.DataFrame,
