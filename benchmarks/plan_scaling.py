@@ -74,7 +74,8 @@ def measure(n: int, root: Path) -> dict:
     (plain / "Snakefile").write_text(PLAIN)
     workflow_s, workflow_out = timed([str(BIN / "snakemake"), "--dry-run", "--quiet", "rules"], work)
     plain_s, plain_out = timed(
-        [str(BIN / "snakemake"), "--dry-run", "--quiet", "rules", "--cores", "1", "--config", f"visits={n}"], plain
+        [str(BIN / "snakemake"), "--dry-run", "--quiet", "rules", "--cores", "1", "--config", f"visits={n}"],
+        plain,
     )
     return {
         "visits": n,
