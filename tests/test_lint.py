@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 import pytest
-from conftest import REPO_ROOT
-
-BIN = os.path.dirname(sys.executable)
+from conftest import BIN, REPO_ROOT, snakemake_env
 
 
 @pytest.mark.parametrize(
@@ -23,11 +19,10 @@ BIN = os.path.dirname(sys.executable)
     ids=["ruff-check", "ruff-format", "snakefmt", "snakemake-lint"],
 )
 def test_gate(command):
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     result = subprocess.run(
-        [os.path.join(BIN, command[0]), *command[1:]],
+        [str(BIN / command[0]), *command[1:]],
         cwd=REPO_ROOT,
-        env=env,
+        env=snakemake_env(),
         capture_output=True,
         text=True,
         check=False,

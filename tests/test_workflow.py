@@ -20,6 +20,8 @@ pytestmark = pytest.mark.workflow
 VISITS = [1, 2, 3, 4, 5, 6]
 DETECTORS = 4
 CHAIN = "SimCam/runs/single-visit"
+# the jobs that gather every visit: they rerun whenever any visit does
+AGGREGATES = {"chain_visits": 1, "summarise_visits": 1, "check_truth": 1, "plot_visits": 1, "all": 1}
 
 
 def test_butler_holds_every_visits_datasets(demo_run):
@@ -139,14 +141,7 @@ def test_second_run_has_nothing_to_do(demo_run):
 def test_new_threshold_reprocesses_visits_only(demo_run):
     result = snakemake(demo_run, "--dry-run", "--config", "processing={'detection_threshold': 6.0}")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert planned_jobs(result) == {
-        "process_visit": 6,
-        "chain_visits": 1,
-        "summarise_visits": 1,
-        "check_truth": 1,
-        "plot_visits": 1,
-        "all": 1,
-    }
+    assert planned_jobs(result) == {"process_visit": 6, **AGGREGATES}
 
 
 def test_added_visit_runs_only_its_own_jobs(demo_run):
@@ -154,16 +149,7 @@ def test_added_visit_runs_only_its_own_jobs(demo_run):
     (demo_run / "config/visits_plus.tsv").write_text(table + "7\tr\t0.95\t-5\t5\n")
     result = snakemake(demo_run, "--dry-run", "--config", "visits=config/visits_plus.tsv")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert planned_jobs(result) == {
-        "simulate_raws": 1,
-        "ingest_raws": 1,
-        "process_visit": 1,
-        "chain_visits": 1,
-        "summarise_visits": 1,
-        "check_truth": 1,
-        "plot_visits": 1,
-        "all": 1,
-    }
+    assert planned_jobs(result) == {"simulate_raws": 1, "ingest_raws": 1, "process_visit": 1, **AGGREGATES}
     assert "results/visits/7/summary.json" in result.stdout
 
 

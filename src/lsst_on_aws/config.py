@@ -101,9 +101,8 @@ def coerce_command_line(instance, node: dict):
     return instance
 
 
-def check_against_schema(instance: dict, schema_path: Path, source: str) -> None:
-    """Raise ConfigError for the first schema violation, naming its key."""
-    schema = yaml.safe_load(Path(schema_path).read_text())
+def check_against_schema(instance: dict, schema: dict, source: str) -> None:
+    """Raise ConfigError for the first violation of ``schema`` (a loaded JSON schema), naming its key."""
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(
         validator.iter_errors(instance), key=lambda e: (len(e.absolute_path), str(e.absolute_path))
@@ -223,7 +222,7 @@ def check_workflow_config(config: dict, schema_path: Path, fill_defaults, bands:
     """
     schema = yaml.safe_load(Path(schema_path).read_text())
     config.update(coerce_command_line(config, schema))
-    check_against_schema(config, schema_path, "config")
+    check_against_schema(config, schema, "config")
     fill_defaults(config, str(schema_path))
     visits = load_visits(config["visits"])
     check_bands(visits, bands, config["visits"])
