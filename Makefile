@@ -50,10 +50,12 @@ demo: env
 	@echo "Report:        $(CURDIR)/results/report.html"
 	@echo "Butler repo:   $(CURDIR)/results/butler/repo (chain SimCam/runs/single-visit)"
 
-# The tests' services: a one-node Slurm cluster with accounting on loopback
-# (Debian packages; installed when missing, needs root).
+# The tests' services, on loopback: a one-node Slurm cluster with accounting,
+# and PostgreSQL for the Butler's scaled registry (Debian packages; installed
+# when missing, needs root).
 services:
 	tests/services/slurm.sh start
+	tests/services/postgres.sh start
 
 test: env services
 	$(VENV)/bin/pytest

@@ -39,3 +39,11 @@ localrules:
 rule all:
     input:
         all_targets(),
+
+
+onstart:
+    cancel_orphaned_slurm_jobs()
+
+
+onsuccess:
+    warn_failed_visits()

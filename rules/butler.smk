@@ -16,9 +16,12 @@ rule create_repo:
         "../envs/stack-shell.yaml"
     params:
         repo=REPO,
+        registry=config["butler"]["registry"],
+        namespace=config["butler"]["namespace"],
     shell:
         "(source {input.activate} && python -m lsst_on_aws_tasks.butler_setup create-repo"
-        " {params.repo} --seed-config {input.seed} --output {output.record}) > {log} 2>&1"
+        " {params.repo} --seed-config {input.seed} --registry {params.registry}"
+        " --namespace {params.namespace} --output {output.record}) > {log} 2>&1"
 
 
 rule register_instrument:
@@ -112,12 +115,14 @@ rule chain_visits:
         record="results/butler/chain.json",
     log:
         "logs/butler/chain_visits.log",
+    benchmark:
+        "results/benchmarks/butler/chain_visits.tsv"
     conda:
         "../envs/stack-shell.yaml"
     params:
         repo=REPO,
         chain=config["butler"]["output"],
-        runs=visit_runs(),
     shell:
         "(source {input.activate} && python -m lsst_on_aws_tasks.butler_setup set-chain"
-        " {params.repo} {params.chain} {params.runs} --output {output.record}) > {log} 2>&1"
+        " {params.repo} {params.chain} --summaries {input.summaries}"
+        " --output {output.record}) > {log} 2>&1"

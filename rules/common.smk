@@ -3,9 +3,12 @@
 import sys
 from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from lsst_on_aws import config as checks
+from lsst_on_aws.slurm import cancel_orphaned_jobs
+from lsst_on_aws.summary import failed_visit_reasons
 from lsst_on_aws_tasks import simcam
 
 
@@ -78,11 +81,6 @@ def visit_run(wildcards):
     return f"{config['butler']['output']}/{wildcards.visit}"
 
 
-def visit_runs(wildcards=None):
-    """RUN collections of every processed visit, for the output chain."""
-    return [f"{config['butler']['output']}/{v}" for v in PROCESS_VISITS]
-
-
 def pipetask_overrides(wildcards=None):
     """The processing settings as pipetask -c arguments."""
     return " ".join(
@@ -118,3 +116,28 @@ def all_targets():
     if config["data"]["source"] == "simulated":
         targets.append("results/summary/truth_check.csv")
     return targets
+
+
+def warn_failed_visits():
+    """At the end of a run, name the visits whose data could not be processed."""
+    failed = failed_visit_reasons(visit_outputs("summary.json"))
+    if failed:
+        lines = [
+            f"  visit {visit}: {reason}" for visit, reason in sorted(failed.items())
+        ]
+        logger.warning(
+            f"{len(failed)} of {len(PROCESS_VISITS)} visits could not be processed"
+            " (results/summary/visits.csv lists them; fix the data, then rerun each"
+            " with --forcerun results/butler/raws/<visit>.json):\n" + "\n".join(lines)
+        )
+
+
+def cancel_orphaned_slurm_jobs():
+    """Before submitting anything, cancel Slurm jobs an interrupted run left running here."""
+    cancelled = cancel_orphaned_jobs(Path.cwd())
+    if cancelled:
+        logger.warning(
+            f"Cancelled Slurm jobs {', '.join(cancelled)}: an earlier, interrupted run of"
+            " this workflow left them running in this directory. Their work is redone"
+            " by this run."
+        )

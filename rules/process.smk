@@ -1,6 +1,10 @@
 # Per-visit processing: one job per visit runs pipetask on all its detectors
-# into the visit's own RUN collection, then exports the results from the Butler.
+# into the visit's own RUN collection, then exports the results from the Butler
+# (lsst_on_aws_tasks.process_visit, one Python process for all three steps).
 # A rerun first removes what an earlier (failed or outdated) attempt left in that RUN.
+# A visit whose data cannot be processed (a bad raw file, no sources) ends
+# with summary.json saying "status": "failed" and why, so the other visits and
+# the summary go on; any other failure fails the job, and retries apply.
 # job.json records the Slurm job id (empty when run locally) and the host, for
 # the accounting join of the summary.
 
@@ -28,16 +32,10 @@ rule process_visit:
         inputs=DEFAULT_INPUTS,
         instrument=config["instrument"],
         overrides=pipetask_overrides(),
+        report="logs/visits/{visit}/pipetask_report.json",
     shell:
-        """
-        (
-            source {input.activate}
-            python -m lsst_on_aws_tasks.butler_setup remove-run {params.repo} {params.run}
-            pipetask --long-log --log-level lsst_on_aws_tasks=INFO run -b {params.repo} -i {params.inputs} --output-run {params.run} \
-                -p {input.pipeline} {params.overrides} \
-                -d "instrument='{params.instrument}' AND visit={wildcards.visit}"
-            python -m lsst_on_aws_tasks.export {params.repo} {params.run} {wildcards.visit} \
-                --summary {output.summary} --sources {output.sources}
-            printf '{{"slurm_job_id": "%s", "host": "%s"}}\n' "${{SLURM_JOB_ID:-}}" "$(hostname)" >{output.job}
-        ) >{log} 2>&1
-        """
+        "(source {input.activate} && python -m lsst_on_aws_tasks.process_visit"
+        " {params.repo} {params.run} {wildcards.visit} --instrument {params.instrument}"
+        " --inputs {params.inputs} --pipeline {input.pipeline} {params.overrides}"
+        " --raws {input.raws} --summary {output.summary} --sources {output.sources}"
+        " --report {params.report} --job {output.job}) > {log} 2>&1"

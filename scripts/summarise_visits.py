@@ -2,7 +2,7 @@
 
 from lsst_on_aws.logs import to_log
 from lsst_on_aws.slurm import job_accounting
-from lsst_on_aws.summary import add_job_accounting, read_jobs, visit_table
+from lsst_on_aws.summary import add_job_accounting, failed_visits, read_jobs, visit_table
 
 with to_log(snakemake.log[0]) as log:
     bands = {int(k): v for k, v in snakemake.params.bands.items()}
@@ -14,3 +14,5 @@ with to_log(snakemake.log[0]) as log:
     table.to_csv(snakemake.output.csv, index=False, float_format="%.4g")
     table.to_parquet(snakemake.output.parquet, index=False)
     log.info("\n%s", table.to_string())
+    for row in failed_visits(table).itertuples():
+        log.warning("visit %d failed: %s", row.visit, row.reason)

@@ -73,6 +73,9 @@ def test_every_schema_key_has_description_and_default():
         ({"processing": {"detection_threshold": -1}}, "processing.detection_threshold"),
         ({"stack": {"method": "conda"}}, "stack.method"),
         ({"process_visits": "some"}, "process_visits"),
+        ({"butler": {"registry": "postgresql://me:secret@db.example/butler"}}, "butler.registry"),
+        ({"butler": {"registry": "mysql://db/butler"}}, "butler.registry"),
+        ({"butler": {"namespace": "My-Schema"}}, "butler.namespace"),
     ],
 )
 def test_schema_errors_name_the_key(change, expected):

@@ -19,6 +19,9 @@ import pytest
 from conftest import BIN, copy_workflow, planned_jobs, snakemake, snakemake_env, stack_python
 
 pytestmark = pytest.mark.slurm
+# the profile of the checkout under test (a path), not whichever checkout the
+# by-name link in ~/.config/snakemake points to
+SLURM_PROFILE = "profiles/slurm"
 
 DATASET_QUERY = """
 import json
@@ -52,7 +55,7 @@ def slurm_run(tmp_path_factory) -> Path:
     """The embedded default run to completion on the local Slurm, in its own copy of the workflow."""
     slurm_available()
     workdir = copy_workflow(tmp_path_factory.mktemp("slurm") / "workflow")
-    result = snakemake(workdir, "--profile", "slurm", timeout=1800)
+    result = snakemake(workdir, "--profile", SLURM_PROFILE, timeout=1800)
     if result.returncode != 0:
         pytest.fail(f"the workflow failed on Slurm:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return workdir
@@ -115,7 +118,7 @@ def test_same_numbers_as_the_local_run(slurm_run, demo_run):
 
 
 def test_rerun_on_slurm_has_nothing_to_do(slurm_run):
-    result = snakemake(slurm_run, "--profile", "slurm", "--dry-run")
+    result = snakemake(slurm_run, "--profile", SLURM_PROFILE, "--dry-run")
     assert result.returncode == 0, result.stderr[-2000:]
     assert planned_jobs(result) == {}
 
@@ -139,7 +142,7 @@ def test_cancelled_visit_job_is_retried(slurm_run):
     RUN collection, so the Butler ends with exactly one of each dataset.
     """
     proc = subprocess.Popen(
-        [str(BIN / "snakemake"), "--profile", "slurm", "--forcerun", "results/visits/2/summary.json"],
+        [str(BIN / "snakemake"), "--profile", SLURM_PROFILE, "--forcerun", "results/visits/2/summary.json"],
         cwd=slurm_run,
         env=snakemake_env(),
         stdout=subprocess.PIPE,
@@ -156,27 +159,148 @@ def test_cancelled_visit_job_is_retried(slurm_run):
             proc.kill()
     assert proc.returncode == 0, output[-4000:]
     assert "Trying to restart job" in output, output[-4000:]
-    states = subprocess.run(
-        ["sacct", "-X", "-n", "-P", "-j", job, "--format=State"], capture_output=True, text=True, check=True
-    ).stdout
-    assert "CANCELLED" in states
+    assert "CANCELLED" in sacct_states(job)
     counts = stack_python(slurm_run, DATASET_QUERY)
     for name in ("post_isr_image", "single_visit_source", "detector_summary"):
         visit2 = [row for row in counts[name] if row[0] == 2]
         assert len(visit2) == 4, (name, visit2)
     assert counts["chain"] == [f"SimCam/runs/single-visit/{v}" for v in range(1, 7)] + ["SimCam/defaults"]
-    assert planned_jobs(snakemake(slurm_run, "--profile", "slurm", "--dry-run")) == {}
+    assert planned_jobs(snakemake(slurm_run, "--profile", SLURM_PROFILE, "--dry-run")) == {}
 
 
-def wait_for_running_job(timeout: float) -> str:
-    """The id of the first of this user's Slurm jobs seen RUNNING."""
+def wait_for_running_job(timeout: float, field: str = "%A") -> str:
+    """The first of this user's Slurm jobs seen RUNNING: its job id (``%A``) or array job id (``%F``)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         out = subprocess.run(
-            ["squeue", "-h", "-t", "RUNNING", "-o", "%A"], capture_output=True, text=True, check=False
+            ["squeue", "-h", "-t", "RUNNING", "-o", field], capture_output=True, text=True, check=False
         )
         ids = out.stdout.split()
         if ids:
             return ids[0]
         time.sleep(1)
     pytest.fail("no Slurm job started running")
+
+
+def sacct_states(job: str, *options: str) -> list[str]:
+    """The states sacct records for ``job`` (the allocation only, not its steps)."""
+    out = subprocess.run(
+        ["sacct", "-X", "-n", "-P", *options, "-j", job, "--format=State"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
+
+
+def job_state(job: str) -> str:
+    """The state squeue reports for ``job`` ("" once it has left the queue)."""
+    out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True, check=False)
+    return out.stdout.strip()
+
+
+def visit_dataset_counts(workdir: Path, visits: list[int]) -> dict:
+    """Per visit, how many of each per-detector dataset the output chain holds; and the chain."""
+    counts = stack_python(workdir, DATASET_QUERY)
+    per_visit = {
+        name: {v: sum(1 for row in counts[name] if row[0] == v) for v in visits}
+        for name in ("post_isr_image", "single_visit_source", "detector_summary")
+    }
+    return {"datasets": per_visit, "chain": counts["chain"]}
+
+
+def assert_complete(workdir: Path, visits: list[int]) -> None:
+    """One of each dataset per detector for ``visits``, every visit chained, nothing left to do."""
+    counts = visit_dataset_counts(workdir, visits)
+    for name, per_visit in counts["datasets"].items():
+        assert per_visit == dict.fromkeys(visits, 4), name
+    assert counts["chain"] == [f"SimCam/runs/single-visit/{v}" for v in range(1, 7)] + ["SimCam/defaults"]
+    assert planned_jobs(snakemake(workdir, "--profile", SLURM_PROFILE, "--dry-run")) == {}
+
+
+def test_visit_job_on_a_node_that_goes_down_is_requeued(slurm_run):
+    """The node of a running visit job is set DOWN: Slurm requeues the job and the run completes.
+
+    Slurm holds a requeued job for its credential lifetime (120 s) before it
+    starts it again, so this test takes about three minutes. (Releasing it
+    sooner starts it while the node still holds the killed instance: Slurm
+    then drains the node for a duplicate job id.)
+    """
+    proc = subprocess.Popen(
+        [str(BIN / "snakemake"), "--profile", SLURM_PROFILE, "--forcerun", "results/visits/3/summary.json"],
+        cwd=slurm_run,
+        env=snakemake_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        job = wait_for_running_job(timeout=300)
+        node = subprocess.check_output(["squeue", "-h", "-j", job, "-o", "%N"], text=True).strip()
+        time.sleep(5)
+        subprocess.run(["scontrol", "update", f"nodename={node}", "state=DOWN", "reason=test"], check=True)
+        deadline = time.monotonic() + 60
+        while job_state(job) != "PENDING" and time.monotonic() < deadline:
+            time.sleep(1)
+        assert job_state(job) == "PENDING", "the job was not requeued"
+        # ReturnToService=2 brings a responding node back by itself; RESUME in case it has not
+        resume = ["scontrol", "update", f"nodename={node}", "state=RESUME"]
+        subprocess.run(resume, capture_output=True, check=False)
+        output, _ = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output[-4000:]
+    attempts = sacct_states(job, "-D")  # -D: every attempt of a requeued job
+    assert "NODE_FAIL" in attempts, attempts
+    assert attempts[-1] == "COMPLETED", attempts
+    assert_complete(slurm_run, [3])
+
+
+def test_killed_controller_is_rerun_without_duplicates(slurm_run):
+    """SIGKILL to Snakemake while its visit jobs run; ``--unlock`` and a rerun finish the work.
+
+    All six visits are forced, one array of six tasks on a two-CPU node, so
+    the killed controller leaves tasks running and pending for about a
+    minute. The rerun cancels them before it submits anything (two jobs must
+    never write one visit's RUN at once), runs only the visits that were not
+    finished, and leaves one of each dataset.
+    """
+    visits = [1, 2, 3, 4, 5, 6]
+    targets = [f"results/visits/{v}/summary.json" for v in visits]
+    proc = subprocess.Popen(
+        [str(BIN / "snakemake"), "--profile", SLURM_PROFILE, "--forcerun", *targets],
+        cwd=slurm_run,
+        env=snakemake_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        job = wait_for_running_job(timeout=300, field="%F")
+    finally:
+        proc.kill()  # SIGKILL: no cleanup, no cancel of its jobs
+        proc.wait()
+    assert job_state(job), "the killed controller's jobs should outlive it"
+
+    unlock = snakemake(slurm_run, "--unlock")
+    assert unlock.returncode == 0, unlock.stderr[-2000:]
+    rerun = snakemake(slurm_run, "--profile", SLURM_PROFILE, "--rerun-incomplete", timeout=900)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    assert f"Cancelled Slurm jobs {job}:" in rerun.stderr, rerun.stderr[-3000:]
+    assert "an earlier, interrupted run of this workflow left them running" in rerun.stderr
+    jobs = planned_jobs(rerun)
+    assert 1 <= jobs.get("process_visit", 0) <= len(visits)
+    assert not {"ingest_raws", "simulate_raws", "install_stack", "create_repo"} & set(jobs)
+    assert "CANCELLED" in sacct_states(job)
+    assert_complete(slurm_run, visits)
+
+
+def test_bad_data_on_slurm_fails_its_visit_and_the_rest_complete(demo_run, tmp_path):
+    """The bad-data run of test_bad_data, through ``--profile slurm``: the same outcome."""
+    from test_bad_data import check_bad_data_outcome, run_with_bad_data
+
+    slurm_available()
+    workdir, result, truncated, foreign = run_with_bad_data(demo_run, tmp_path, "--profile", SLURM_PROFILE)
+    check_bad_data_outcome(workdir, result, truncated, foreign)
+    table = pd.read_csv(workdir / "results/summary/visits.csv", dtype={"slurm_job_id": str})
+    assert table["slurm_job_id"].notna().all()  # every visit's outcome came from a Slurm job

@@ -1,4 +1,4 @@
-"""Parsing ``sacct`` records and joining them to the visit table.
+"""Parsing ``sacct`` and ``squeue`` records; joining accounting to the visit table.
 
 The sacct text is what the local test Slurm printed for an array task
 (``26_1``, raw id 28) and a plain job (raw id 26) with two steps.
@@ -6,13 +6,14 @@ The sacct text is what the local test Slurm printed for an array task
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
 import pytest
 
 from lsst_on_aws import slurm
-from lsst_on_aws.summary import add_job_accounting
+from lsst_on_aws.summary import add_job_accounting, read_jobs
 
 SACCT = """\
 28|26_1|vm|COMPLETED|29|00:27.560||2026-11-25T19:50:35|2026-11-25T19:51:04
@@ -67,3 +68,34 @@ def test_join_keeps_local_visits():
     assert joined.loc[0, "slurm_cpu_s"] == pytest.approx(27.56)
     assert pd.isna(joined.loc[1, "slurm_state"])
     assert joined.loc[1, "host"] == "laptop"
+
+
+def test_workflow_jobs_are_the_plugins_jobs_in_this_directory(tmp_path):
+    here = tmp_path / "wf"
+    here.mkdir()
+    text = "\n".join(
+        [
+            f"41|41|0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0|{here}|RUNNING",
+            f"42|42_1|0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0|{here}|RUNNING",
+            f"42|42_[2-5]|0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0|{here}|PENDING",
+            f"43|43|interactive|{here}|RUNNING",  # the user's own job, not Snakemake's
+            f"44|44|1f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0|{tmp_path}|RUNNING",  # another workflow
+            f"45|45|myprefix_2f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0|{here}/.|PENDING",
+        ]
+    )
+    assert slurm.workflow_jobs(slurm.parse_squeue(text), here) == ["41", "42", "45"]
+
+
+def test_read_jobs_gives_where_and_when(tmp_path):
+    for visit, record in {
+        1: {"slurm_job_id": "28", "host": "vm", "start": "2026-11-25T19:50:40.100+00:00",
+            "end": "2026-11-25T19:50:51.600+00:00"},
+        2: {"slurm_job_id": "", "host": "laptop"},  # a record written before times were kept
+    }.items():  # fmt: skip
+        (tmp_path / str(visit)).mkdir()
+        (tmp_path / str(visit) / "job.json").write_text(json.dumps(record))
+    jobs = read_jobs([str(tmp_path / "1/job.json"), str(tmp_path / "2/job.json")])
+    assert jobs["visit"].tolist() == [1, 2]
+    assert (jobs.loc[0, "end"] - jobs.loc[0, "start"]).total_seconds() == pytest.approx(11.5)
+    assert pd.isna(jobs.loc[1, "start"])
+    assert jobs.loc[1, "host"] == "laptop"

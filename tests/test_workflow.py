@@ -166,12 +166,14 @@ def test_new_stack_tag_reinstalls_and_reprocesses(demo_run):
     assert "resources/stack/test-tag/manifest.json" in result.stdout
 
 
-def test_failed_visit_leaves_nothing_that_blocks_its_rerun(demo_run):
-    """A visit whose pipetask fails half-way is rerun cleanly, with no duplicate datasets.
+def test_failed_visit_is_recorded_and_leaves_nothing_that_blocks_its_rerun(demo_run):
+    """A visit whose data fails half-way is recorded as failed, then rerun cleanly.
 
     An impossible detection threshold makes every ``measure`` quantum fail
-    after ``isr`` has written its images into the visit's RUN collection;
-    the rerun with the normal configuration must succeed over that debris.
+    (``NoSourcesError``, an ``AlgorithmError``) after ``isr`` has written its
+    images into the visit's RUN collection. That is a data failure: the job
+    succeeds, and the visit's summary says "failed" and why. The rerun with
+    the normal configuration must then succeed over that debris.
     Runs last in this module: it ends with the workflow complete again.
     """
     failed = snakemake(
@@ -183,10 +185,15 @@ def test_failed_visit_leaves_nothing_that_blocks_its_rerun(demo_run):
         "--",
         "results/visits/1/summary.json",
     )
-    assert failed.returncode != 0
-    assert not (demo_run / "results/visits/1/summary.json").exists()
-    log = (demo_run / "logs/visits/1/process_visit.log").read_text()
-    assert "no source above 1000000000.0 sigma" in log
+    assert failed.returncode == 0, failed.stderr[-3000:]
+    summary = json.loads((demo_run / "results/visits/1/summary.json").read_text())
+    assert summary["status"] == "failed"
+    assert summary["reason"].startswith(
+        "measure (detector 0, visit 1): NoSourcesError: no source above 1000000000.0 sigma"
+    )
+    assert [q["task"] for q in summary["failed_quanta"]] == ["measure"] * DETECTORS
+    assert pd.read_parquet(demo_run / "results/visits/1/sources.parquet").empty
+    assert "1 of 6 visits could not be processed" in failed.stderr
     debris = stack_python(
         demo_run,
         f"""

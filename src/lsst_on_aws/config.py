@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -45,7 +46,18 @@ def describe_error(error: jsonschema.ValidationError, source: str) -> str:
             f"{source}: unknown key {', '.join(prefix + k for k in extra)}"
             f" (allowed{' under ' + where if prefix else ''}: {', '.join(allowed)})"
         )
+    if error.validator == "pattern":
+        # the regular expression says little to a user; the key's description says what is wanted
+        wanted = " ".join(str(error.schema.get("description", "")).split())
+        return f"{source}: key {_key_path(error)}: {_redact(error.instance)!r} is not valid. {wanted}"
     return f"{source}: key {_key_path(error)}: {error.message}"
+
+
+def _redact(value: object) -> object:
+    """A value with any password in a URL (``scheme://user:password@host``) masked."""
+    if isinstance(value, str):
+        return re.sub(r"(://[^/\s:@]+):[^@/\s]*@", r"\1:***@", value)
+    return value
 
 
 def _finite_float(text: str) -> float:

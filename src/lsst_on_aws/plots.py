@@ -13,7 +13,10 @@ BAND_COLOURS = {"g": "tab:green", "r": "tab:red", "i": "tab:orange", "z": "tab:p
 
 
 def plot_visits(table: pd.DataFrame, path: str) -> None:
-    """Four panels per visit: PSF FWHM, sources, sky level, and the job's wall and CPU time."""
+    """Four panels per visit: PSF FWHM, sources, sky level, and the job's wall and CPU time.
+
+    Visits that failed have no measurement bars and are marked "failed".
+    """
     fig, axes = plt.subplots(2, 2, figsize=(9, 6), sharex=True, layout="constrained")
     colours = [BAND_COLOURS.get(b, "tab:gray") for b in table["band"]]
     x = table["visit"].astype(str)
@@ -22,9 +25,12 @@ def plot_visits(table: pd.DataFrame, path: str) -> None:
         (axes[0, 1], "n_sources", "sources detected"),
         (axes[1, 0], "sky_level_e", "sky (e- / pixel)"),
     ]
+    failed = x[table["status"] != "ok"] if "status" in table else x[:0]
     for ax, column, label in panels:
         ax.bar(x, table[column], color=colours)
         ax.set_ylabel(label)
+        for name in failed:  # no bar: say why there is none
+            ax.annotate("failed", (name, 0), rotation=90, ha="center", va="bottom", color="tab:red")
     ax = axes[1, 1]
     ax.bar(x, table["wall_s"], color="lightgray", label="wall")
     ax.bar(x, table["cpu_s"], color="tab:blue", width=0.5, label="CPU")

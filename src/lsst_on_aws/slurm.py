@@ -9,6 +9,9 @@ memory, and returns them as a table to join to the visit table.
 elapsed time) and its steps (``28.batch``, ``28.0``: CPU time and MaxRSS).
 A job's CPU time is that of the allocation line (Slurm sums the steps
 there); its peak memory is the largest of its steps'.
+
+It also finds and cancels the jobs an interrupted run left behind
+(:func:`cancel_orphaned_jobs`), which the workflow does as it starts.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterable
+from pathlib import Path
 
 import pandas as pd
 
@@ -108,3 +113,57 @@ def job_accounting(job_ids: Iterable[str], sacct: str | None = None) -> pd.DataF
     if result.returncode != 0:
         return pd.DataFrame(columns=COLUMNS)
     return parse_sacct(result.stdout)
+
+
+# The Slurm plugin names every job it submits after its run's UUID
+# (optionally behind a user's prefix): the mark of a workflow job.
+_RUN_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def parse_squeue(text: str) -> pd.DataFrame:
+    """Jobs from ``squeue -h -o '%F|%i|%j|%Z|%T'``: array job id, job id, name, working directory, state."""
+    rows = [line.split("|", 4) for line in text.splitlines() if line.strip()]
+    return pd.DataFrame(rows, columns=["array_job_id", "job_id", "name", "workdir", "state"])
+
+
+def _squeue(*args: str) -> pd.DataFrame:
+    result = subprocess.run(
+        ["squeue", "--me", "-h", "-o", "%F|%i|%j|%Z|%T", *args], capture_output=True, text=True, check=False
+    )
+    return parse_squeue(result.stdout) if result.returncode == 0 else parse_squeue("")
+
+
+def workflow_jobs(jobs: pd.DataFrame, workdir: Path | str) -> list[str]:
+    """Ids of the queued or running Snakemake jobs in ``jobs`` that run in ``workdir``.
+
+    An array's tasks count once, by the array's id (``scancel`` takes it).
+    """
+    here = Path(workdir).resolve()
+    mine = jobs[
+        jobs["name"].str.contains(_RUN_UUID) & jobs["workdir"].map(lambda path: Path(path).resolve() == here)
+    ]
+    return sorted(set(mine["array_job_id"]), key=int)
+
+
+def cancel_orphaned_jobs(workdir: Path | str, timeout: float = 120.0) -> list[str]:
+    """Cancel the Slurm jobs an earlier, interrupted controller left running in ``workdir``.
+
+    Called as the workflow starts, before it submits anything. A controller
+    killed mid-run (SIGKILL, a lost login session) leaves its jobs queued or
+    running; a new run would resubmit the same visits, and two jobs would
+    then write one visit's RUN collection at once. Any Snakemake job still
+    queued or running from this directory at that moment belongs to no
+    live run, provided one controller at a time runs in a directory (which
+    Snakemake's own lock on the outputs also assumes). Returns the ids it
+    cancelled, after waiting (up to ``timeout`` seconds) for them to end.
+    """
+    if shutil.which("squeue") is None or shutil.which("scancel") is None:
+        return []
+    ids = workflow_jobs(_squeue(), workdir)
+    if not ids:
+        return []
+    subprocess.run(["scancel", *ids], check=False)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not _squeue("-j", ",".join(ids)).empty:
+        time.sleep(1)
+    return ids

@@ -17,6 +17,17 @@ from scipy.spatial import cKDTree
 
 # Snakemake benchmark columns -> summary columns
 BENCHMARK_COLUMNS = {"s": "wall_s", "cpu_time": "cpu_s", "max_rss": "max_rss_mb"}
+JOB_COLUMNS = ["visit", "slurm_job_id", "host", "start", "end"]
+# visit summary keys -> summary columns
+SUMMARY_COLUMNS = {
+    "n_detectors": "n_detectors",
+    "n_sources": "n_sources",
+    "n_psf_stars": "n_psf_stars",
+    "psf_fwhm_arcsec": "psf_fwhm_arcsec",
+    "psf_ellipticity": "psf_ellipticity",
+    "sky_level_e": "sky_level",
+    "sky_noise_e": "sky_noise",
+}
 
 
 def read_benchmark(path: Path | str) -> dict:
@@ -30,38 +41,54 @@ def read_benchmark(path: Path | str) -> dict:
 
 
 def visit_table(summary_paths: list[str], benchmark_paths: list[str], bands: dict[int, str]) -> pd.DataFrame:
-    """One row per visit: source count, PSF, sky and the job's resource use.
+    """One row per visit: its outcome, source count, PSF, sky and the job's resource use.
 
     ``summary_paths`` and ``benchmark_paths`` are given in the same visit order.
+    A visit that failed has ``status`` "failed", the ``reason``, and no
+    measurements (NaN).
     """
     rows = []
     for summary_path, bench_path in zip(summary_paths, benchmark_paths, strict=True):
         summary = json.loads(Path(summary_path).read_text())
         visit = int(summary["visit"])
-        rows.append(
-            {
-                "visit": visit,
-                "band": bands.get(visit, ""),
-                "run": summary["run"],
-                "n_detectors": summary["n_detectors"],
-                "n_sources": summary["n_sources"],
-                "n_psf_stars": summary["n_psf_stars"],
-                "psf_fwhm_arcsec": summary["psf_fwhm_arcsec"],
-                "psf_ellipticity": summary["psf_ellipticity"],
-                "sky_level_e": summary["sky_level"],
-                "sky_noise_e": summary["sky_noise"],
-                **read_benchmark(bench_path),
-            }
-        )
+        row = {
+            "visit": visit,
+            "band": bands.get(visit, ""),
+            "status": summary.get("status", "ok"),
+            "reason": summary.get("reason", ""),
+            "run": summary["run"],
+        }
+        for column, key in SUMMARY_COLUMNS.items():
+            value = summary.get(key)
+            row[column] = float("nan") if value is None else value
+        rows.append(row | read_benchmark(bench_path))
     table = pd.DataFrame(rows).sort_values("visit").reset_index(drop=True)
     table["cpu_efficiency"] = table["cpu_s"] / table["wall_s"]
     return table
 
 
-def read_jobs(job_paths: list[str]) -> pd.DataFrame:
-    """Where each visit's processing ran: ``visit``, ``slurm_job_id`` (empty if local), ``host``.
+def failed_visits(table: pd.DataFrame) -> pd.DataFrame:
+    """The visits of a visit table that could not be processed, with the reason."""
+    return table.loc[table["status"] != "ok", ["visit", "band", "reason"]]
 
-    ``job_paths`` are the visits' ``job.json`` files, ``results/visits/<visit>/job.json``.
+
+def failed_visit_reasons(summary_paths: list[str]) -> dict[int, str]:
+    """Visit -> reason, for the visits whose existing ``summary.json`` records a failure."""
+    out = {}
+    for path in summary_paths:
+        if Path(path).exists():
+            summary = json.loads(Path(path).read_text())
+            if summary.get("status", "ok") != "ok":
+                out[int(summary["visit"])] = summary.get("reason", "")
+    return out
+
+
+def read_jobs(job_paths: list[str]) -> pd.DataFrame:
+    """Where and when each visit's processing ran.
+
+    Columns ``visit``, ``slurm_job_id`` (empty if local), ``host``, and
+    ``start`` and ``end`` (UTC timestamps). ``job_paths`` are the visits'
+    ``job.json`` files, ``results/visits/<visit>/job.json``.
     """
     rows = []
     for path in job_paths:
@@ -71,9 +98,14 @@ def read_jobs(job_paths: list[str]) -> pd.DataFrame:
                 "visit": int(Path(path).parent.name),
                 "slurm_job_id": str(record.get("slurm_job_id", "")),
                 "host": record.get("host", ""),
+                "start": record.get("start"),
+                "end": record.get("end"),
             }
         )
-    return pd.DataFrame(rows, columns=["visit", "slurm_job_id", "host"])
+    jobs = pd.DataFrame(rows, columns=JOB_COLUMNS)
+    for column in ("start", "end"):
+        jobs[column] = pd.to_datetime(jobs[column], utc=True)
+    return jobs
 
 
 def add_job_accounting(table: pd.DataFrame, jobs: pd.DataFrame, accounting: pd.DataFrame) -> pd.DataFrame:
@@ -157,15 +189,23 @@ def score_visit(
 def truth_check_table(
     source_paths: list[str], truth_paths: list[str], summaries: pd.DataFrame, **kwargs
 ) -> pd.DataFrame:
-    """Per-visit scores against truth, with measured vs simulated PSF FWHM."""
+    """Per-visit scores against truth, with measured vs simulated PSF FWHM.
+
+    Visits whose ``status`` in ``summaries`` is not "ok" are left out.
+    """
     rows = []
+    processed = set(summaries.loc[summaries["status"] == "ok", "visit"])
     for src_path, truth_path in zip(source_paths, truth_paths, strict=True):
         truth = pd.read_parquet(truth_path)
-        sources = pd.read_parquet(src_path)
         visit = int(truth["visit"].iloc[0])
+        if visit not in processed:
+            continue  # a failed visit has nothing to score; the visit table says why
+        sources = pd.read_parquet(src_path)
         row = {"visit": visit, **score_visit(sources, truth, **kwargs)}
         measured = summaries.loc[summaries["visit"] == visit, "psf_fwhm_arcsec"]
         row["psf_fwhm_arcsec"] = float(measured.iloc[0]) if len(measured) else float("nan")
         row["psf_fwhm_ratio"] = row["psf_fwhm_arcsec"] / row["true_psf_fwhm_arcsec"]
         rows.append(row)
+    if not rows:
+        return pd.DataFrame(columns=["visit"])
     return pd.DataFrame(rows).sort_values("visit").reset_index(drop=True)

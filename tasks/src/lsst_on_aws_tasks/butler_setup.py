@@ -9,13 +9,20 @@ visit-detector regions from the WCS) and ingests the files.
 
 Run it inside the stack environment::
 
-    python -m lsst_on_aws_tasks.butler_setup create-repo REPO --seed-config YAML --output JSON
+    python -m lsst_on_aws_tasks.butler_setup create-repo REPO --seed-config YAML \\
+        [--registry sqlite|postgresql://...] [--namespace SCHEMA] --output JSON
     python -m lsst_on_aws_tasks.butler_setup register-instrument REPO --output JSON
-    python -m lsst_on_aws_tasks.butler_setup ingest-calibs REPO DIR --output JSON
-    python -m lsst_on_aws_tasks.butler_setup ingest-raws REPO DIR --output JSON
+    python -m lsst_on_aws_tasks.butler_setup ingest-calibs REPO FILE... --output JSON
+    python -m lsst_on_aws_tasks.butler_setup ingest-raws REPO FILE... --output JSON
     python -m lsst_on_aws_tasks.butler_setup register-dataset-types REPO PIPELINE --output JSON
     python -m lsst_on_aws_tasks.butler_setup remove-run REPO RUN
-    python -m lsst_on_aws_tasks.butler_setup set-chain REPO CHAIN RUN... --output JSON
+    python -m lsst_on_aws_tasks.butler_setup set-chain REPO CHAIN --summaries JSON... --output JSON
+
+``ingest-raws`` ingests one visit's files. A file it cannot take (damaged,
+another instrument, headers missing) does not fail the command: the record
+it writes says ``"status": "failed"`` with the reason, which names the file,
+and the visit's processing reports it. Every other command fails with exit
+status 2 and one line naming what is wrong (a file, the registry).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from astropy.wcs import WCS
 from lsst.daf.butler import (
     Butler,
     CollectionType,
+    Config,
     DatasetRef,
     DatasetType,
     FileDataset,
@@ -54,6 +62,10 @@ class IngestError(RuntimeError):
     """A file cannot be ingested; the message names the file and the reason."""
 
 
+class RepositoryError(RuntimeError):
+    """The repository cannot be used as asked; the message says why."""
+
+
 def _dataset_types(universe) -> list[DatasetType]:
     return [
         DatasetType("raw", ("instrument", "exposure", "detector"), "CCDData", universe=universe),
@@ -62,24 +74,37 @@ def _dataset_types(universe) -> list[DatasetType]:
     ]
 
 
-def create_repo(repo: str, seed_config: str) -> dict:
+def create_repo(repo: str, seed_config: str, registry: str = "sqlite", namespace: str = "") -> dict:
     """Create a repository, or adopt the one already at ``repo``.
 
-    An existing repository is never overwritten: it holds every earlier
-    run's outputs. It is opened to prove it is usable and reused.
+    ``registry`` is "sqlite" (a file in the repository) or a PostgreSQL URL,
+    whose tables go in schema ``namespace``. An existing repository is never
+    overwritten: it holds every earlier run's outputs. It is opened to prove
+    it is usable and reused, provided it uses the registry asked for.
     """
     root = Path(repo)
     if (root / "butler.yaml").exists():
         butler = Butler.from_config(repo)
         action = "reused"
+        db = str(butler._config["registry", "db"])
+        if (registry == "sqlite") != db.startswith("sqlite") or (registry != "sqlite" and db != registry):
+            raise RepositoryError(
+                f"the repository {repo} uses the registry {db}, but the config asks for {registry};"
+                " registries are not switched under an existing repository: use a new butler.repo"
+            )
     else:
-        Butler.makeRepo(repo, config=seed_config)
+        config = Config(seed_config)
+        if registry != "sqlite":
+            config["registry", "db"] = registry
+            config["registry", "namespace"] = namespace
+        Butler.makeRepo(repo, config=config)
         butler = Butler.from_config(repo)
         action = "created"
     return {
         "repo": str(root.absolute()),
         "action": action,
         "registry": str(butler._config["registry", "db"]),
+        "namespace": str(butler._config.get(("registry", "namespace"), "") or ""),
         "dimension_universe": f"{butler.dimensions.namespace}:{butler.dimensions.version}",
     }
 
@@ -374,6 +399,23 @@ def set_chain(repo: str, chain: str, runs: list[str], inputs: str = DEFAULTS) ->
     return list(butler.registry.getCollectionChain(chain))
 
 
+def chain_visits(repo: str, chain: str, summary_paths: list[Path]) -> dict:
+    """Chain the RUNs of the visits whose processing succeeded, in the given order.
+
+    A failed visit's RUN (whatever its attempt left) stays out of the chain,
+    so the chain holds only complete results; the record lists what was left
+    out and why.
+    """
+    runs, failed = [], {}
+    for path in summary_paths:
+        summary = json.loads(path.read_text())
+        if summary.get("status", "ok") == "ok":
+            runs.append(summary["run"])
+        else:
+            failed[summary["run"]] = summary.get("reason", "")
+    return {"chain": chain, "children": set_chain(repo, chain, runs), "left_out": failed}
+
+
 def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lsst_on_aws_tasks.butler_setup", description=__doc__.split("\n")[0]
@@ -382,6 +424,8 @@ def _main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("create-repo")
     p.add_argument("repo")
     p.add_argument("--seed-config", required=True)
+    p.add_argument("--registry", default="sqlite", help='"sqlite" or a postgresql:// URL')
+    p.add_argument("--namespace", default="", help="PostgreSQL schema of the registry's tables")
     p.add_argument("--output", type=Path, required=True)
     p = sub.add_parser("register-dataset-types")
     p.add_argument("repo")
@@ -402,18 +446,24 @@ def _main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("set-chain")
     p.add_argument("repo")
     p.add_argument("chain")
-    p.add_argument("runs", nargs="*")
+    p.add_argument("--summaries", nargs="+", type=Path, required=True)
     p.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
     try:
         if args.command == "create-repo":
-            result = create_repo(args.repo, args.seed_config)
+            result = create_repo(args.repo, args.seed_config, args.registry, args.namespace)
         elif args.command == "register-dataset-types":
             result = register_dataset_types(args.repo, args.pipeline)
         elif args.command == "register-instrument":
             result = register_instrument(args.repo)
         elif args.command == "ingest-raws":
-            result = ingest_raws(args.repo, args.files, args.transfer)
+            try:
+                result = {"status": "ok", **ingest_raws(args.repo, args.files, args.transfer)}
+            except IngestError as exc:
+                # a visit's bad file is that visit's outcome, not the workflow's
+                # failure: recorded here, reported in the summary
+                print(f"error: {exc}", file=sys.stderr)
+                result = {"status": "failed", "error": str(exc), "files": [p.name for p in args.files]}
         elif args.command == "ingest-calibs":
             result = ingest_calibs(args.repo, args.files, args.transfer)
         elif args.command == "remove-run":
@@ -421,8 +471,8 @@ def _main(argv: list[str] | None = None) -> int:
             print(f"{'removed' if removed else 'no'} run {args.run}")
             return 0
         else:
-            result = {"chain": args.chain, "children": set_chain(args.repo, args.chain, args.runs)}
-    except IngestError as exc:
+            result = chain_visits(args.repo, args.chain, args.summaries)
+    except (IngestError, RepositoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args.output.parent.mkdir(parents=True, exist_ok=True)

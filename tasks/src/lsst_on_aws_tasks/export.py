@@ -1,5 +1,8 @@
 """Export a processed visit from the Butler into plain files for the workflow.
 
+A visit that could not be processed gets the same two files: a summary
+saying ``"status": "failed"`` and why, and an empty source catalogue.
+
 After ``pipetask`` has run a visit into its own RUN collection, this reads
 the visit summary and the per-detector source catalogues back through the
 Butler and writes them as JSON and parquet, so the workflow's summary and
@@ -15,7 +18,8 @@ import json
 import sys
 from pathlib import Path
 
-from astropy.table import vstack
+import numpy as np
+from astropy.table import Table, vstack
 from lsst.daf.butler import Butler
 
 from . import simcam
@@ -36,6 +40,8 @@ def export_visit(repo: str, run: str, visit: int, summary_path: Path, sources_pa
     result = {
         "visit": visit,
         "run": run,
+        "status": "ok",
+        "reason": "",
         **stats,
         "detectors": [dict(zip(per_detector.colnames, row, strict=True)) for row in per_detector.iterrows()],
         "datasets": counts,
@@ -45,6 +51,33 @@ def export_visit(repo: str, run: str, visit: int, summary_path: Path, sources_pa
     if sources is not None:
         sources.meta.clear()
         sources.write(sources_path, format="parquet", overwrite=True)
+    return result
+
+
+def write_failed_visit(
+    visit: int, run: str, reason: str, failures: list[dict], summary_path: Path, sources_path: Path
+) -> dict:
+    """Record a visit that could not be processed: why, and an empty source catalogue.
+
+    The summary keeps the shape of a processed visit's, with ``status``
+    "failed", the one-line ``reason`` and, when pipetask ran, its failed
+    quanta; the numbers are absent.
+    """
+    result = {
+        "visit": visit,
+        "run": run,
+        "status": "failed",
+        "reason": reason,
+        "failed_quanta": failures,
+        "n_detectors": 0,
+        "n_sources": 0,
+        "detectors": [],
+        "datasets": {},
+    }
+    summary_path.parent.mkdir(parents=True, exist_ok=True)
+    summary_path.write_text(json.dumps(result, indent=2) + "\n")
+    empty = Table({"visit": np.zeros(0, dtype=np.int64), "detector": np.zeros(0, dtype=np.int64)})
+    empty.write(sources_path, format="parquet", overwrite=True)
     return result
 
 

@@ -30,6 +30,7 @@ from astropy.stats import SigmaClip, sigma_clipped_stats
 from astropy.table import Table
 from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS
+from lsst.pipe.base import AlgorithmError
 from photutils.aperture import CircularAperture, aperture_photometry
 from photutils.background import Background2D, MedianBackground
 from photutils.segmentation import SourceCatalog, deblend_sources, detect_sources, make_2dgaussian_kernel
@@ -39,8 +40,20 @@ __all__ = ["MeasureParams", "NoSourcesError", "measure_image"]
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 
-class NoSourcesError(RuntimeError):
-    """Nothing in the image rises above the detection threshold."""
+class NoSourcesError(AlgorithmError):
+    """Nothing in the image rises above the detection threshold.
+
+    An ``AlgorithmError``: a property of the data that a retry cannot fix, so
+    the workflow records the visit as failed instead of resubmitting it.
+    """
+
+    def __init__(self, message: str, **metadata: float):
+        super().__init__(message)
+        self._metadata = metadata
+
+    @property
+    def metadata(self) -> dict[str, float]:
+        return self._metadata
 
 
 @dataclass(frozen=True)
@@ -202,7 +215,10 @@ def measure_image(
     if segm is None:
         raise NoSourcesError(
             f"no source above {params.detection_threshold} sigma"
-            f" (sky {sky_level:.1f} e-, noise {sky_noise:.2f} e-)"
+            f" (sky {sky_level:.1f} e-, noise {sky_noise:.2f} e-)",
+            detection_threshold=params.detection_threshold,
+            sky_level=sky_level,
+            sky_noise=sky_noise,
         )
     conv = convolve(np.where(bad, 0.0, sub), kernel, normalize_kernel=True)
     deblended = deblend_sources(conv, segm, n_pixels=params.min_pixels, contrast=params.deblend_contrast)
