@@ -5,8 +5,9 @@
 # A visit whose data cannot be processed (a bad raw file, no sources) ends
 # with summary.json saying "status": "failed" and why, so the other visits and
 # the summary go on; any other failure fails the job, and retries apply.
-# job.json records the Slurm job id (empty when run locally) and the host, for
-# the accounting join of the summary.
+# job.json records the Slurm job id (empty when run locally), the host and the
+# start and end times, for the accounting join of the summary; the log keeps
+# pipetask's per-quantum report (status and exception of each quantum).
 
 
 rule process_visit:
@@ -21,7 +22,8 @@ rule process_visit:
         sources="results/visits/{visit}/sources.parquet",
         job="results/visits/{visit}/job.json",
     log:
-        "logs/visits/{visit}/process_visit.log",
+        main="logs/visits/{visit}/process_visit.log",
+        report="logs/visits/{visit}/pipetask_report.json",
     benchmark:
         "results/benchmarks/visits/{visit}/process_visit.tsv"
     conda:
@@ -32,10 +34,9 @@ rule process_visit:
         inputs=DEFAULT_INPUTS,
         instrument=config["instrument"],
         overrides=pipetask_overrides(),
-        report="logs/visits/{visit}/pipetask_report.json",
     shell:
         "(source {input.activate} && python -m lsst_on_aws_tasks.process_visit"
         " {params.repo} {params.run} {wildcards.visit} --instrument {params.instrument}"
         " --inputs {params.inputs} --pipeline {input.pipeline} {params.overrides}"
         " --raws {input.raws} --summary {output.summary} --sources {output.sources}"
-        " --report {params.report} --job {output.job}) > {log} 2>&1"
+        " --report {log.report} --job {output.job}) > {log.main} 2>&1"

@@ -130,6 +130,8 @@ def process_visit(
     if raws.get("status", "ok") != "ok":
         reason = f"ingest: {raws.get('error', 'failed')}"
         print(f"visit {visit} failed: {reason}", flush=True)
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(json.dumps({"status": "not run", "reason": reason}) + "\n")
         return export.write_failed_visit(visit, run, reason, [], summary_path, sources_path)
 
     removed = butler_setup.remove_run(repo, run)
