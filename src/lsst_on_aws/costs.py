@@ -1,0 +1,97 @@
+"""What each job cost: instance prices, and a job's share of its node.
+
+A job that holds part of a node is charged that part: its cost is the
+instance's hourly price x its wall time x the larger of its share of the
+node's CPUs and its share of the node's memory (a job that takes half the
+memory blocks half the node, whatever its CPU count).
+
+Prices carry where they came from (``source``: the Pricing API, spot price
+history, or the committed fallback table) and their date (``as_of``), and
+every cost row keeps both, so a report never shows a dollar figure without
+its provenance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+FALLBACK_TABLE = Path(__file__).resolve().parents[2] / "config/prices/ec2-on-demand-2024-06.csv"
+
+
+class PriceError(LookupError):
+    """No price is known for an instance type in a region."""
+
+
+@dataclass(frozen=True)
+class Price:
+    """One instance type's hourly price, its size, and where the price came from."""
+
+    instance_type: str
+    region: str
+    vcpu: int
+    memory_gib: float
+    usd_per_hour: float
+    market: str  # "on-demand" or "spot"
+    source: str  # "pricing-api", "spot-history" or "table"
+    as_of: str  # ISO date of the price
+
+
+def load_price_table(path: Path | str = FALLBACK_TABLE) -> pd.DataFrame:
+    """The committed fallback table: on-demand Linux prices by instance type and region."""
+    table = pd.read_csv(path, comment="#")
+    missing = {"instance_type", "region", "vcpu", "memory_gib", "usd_per_hour", "as_of"} - set(table.columns)
+    if missing:
+        raise ValueError(f"price table {path} lacks column(s) {', '.join(sorted(missing))}")
+    return table
+
+
+def table_price(instance_type: str, region: str, table: pd.DataFrame | None = None) -> Price:
+    """The fallback table's on-demand price of ``instance_type`` in ``region``."""
+    table = load_price_table() if table is None else table
+    rows = table[(table["instance_type"] == instance_type) & (table["region"] == region)]
+    if rows.empty:
+        known = sorted(table.loc[table["region"] == region, "instance_type"])
+        raise PriceError(
+            f"no price for {instance_type} in {region} in the fallback table"
+            f" (it lists {', '.join(known) or 'nothing for this region'}); the Pricing API has it"
+        )
+    row = rows.iloc[0]
+    return Price(
+        instance_type=instance_type,
+        region=region,
+        vcpu=int(row["vcpu"]),
+        memory_gib=float(row["memory_gib"]),
+        usd_per_hour=float(row["usd_per_hour"]),
+        market="on-demand",
+        source="table",
+        as_of=str(row["as_of"]),
+    )
+
+
+def node_share(cpus: float, mem_mb: float, price: Price) -> float:
+    """The fraction of a node a job holds: the larger of its CPU share and memory share, at most 1."""
+    cpu_share = cpus / price.vcpu
+    mem_share = mem_mb / (price.memory_gib * 1024)
+    return min(1.0, max(cpu_share, mem_share))
+
+
+def job_costs(jobs: pd.DataFrame, price: Price) -> pd.DataFrame:
+    """Each job's cost on instances priced by ``price``.
+
+    ``jobs`` has one row per job with ``wall_s``, ``cpus`` and ``mem_mb``
+    (what the job held: its requested CPUs and memory). Returns ``jobs`` with
+    ``node_share``, ``usd`` and the price's ``instance_type``, ``market``,
+    ``usd_per_hour``, ``price_source`` and ``price_as_of``.
+    """
+    out = jobs.copy()
+    out["node_share"] = [node_share(c, m, price) for c, m in zip(out["cpus"], out["mem_mb"], strict=True)]
+    out["usd"] = price.usd_per_hour * out["wall_s"] / 3600.0 * out["node_share"]
+    out["instance_type"] = price.instance_type
+    out["market"] = price.market
+    out["usd_per_hour"] = price.usd_per_hour
+    out["price_source"] = price.source
+    out["price_as_of"] = price.as_of
+    return out
