@@ -13,7 +13,9 @@ its provenance.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -95,3 +97,90 @@ def job_costs(jobs: pd.DataFrame, price: Price) -> pd.DataFrame:
     out["price_source"] = price.source
     out["price_as_of"] = price.as_of
     return out
+
+
+# The Pricing API names regions by their location, not their code.
+REGION_LOCATIONS = {
+    "us-east-1": "US East (N. Virginia)",
+    "us-east-2": "US East (Ohio)",
+    "us-west-1": "US West (N. California)",
+    "us-west-2": "US West (Oregon)",
+    "eu-west-1": "EU (Ireland)",
+    "eu-central-1": "EU (Frankfurt)",
+    "ap-northeast-1": "Asia Pacific (Tokyo)",
+}
+
+
+def api_price(pricing, instance_type: str, region: str) -> Price:
+    """The on-demand Linux price from the AWS Pricing API (``pricing.get_products``).
+
+    ``pricing`` is a boto3 ``pricing`` client (the API answers from
+    us-east-1 and ap-south-1 only). Shared-tenancy, no pre-installed
+    software, used capacity: the price an ordinary on-demand instance pays.
+    """
+    if region not in REGION_LOCATIONS:
+        raise PriceError(
+            f"region {region} has no Pricing API location here (known: {', '.join(REGION_LOCATIONS)})"
+        )
+    filters = {
+        "instanceType": instance_type,
+        "location": REGION_LOCATIONS[region],
+        "operatingSystem": "Linux",
+        "tenancy": "Shared",
+        "preInstalledSw": "NA",
+        "capacitystatus": "Used",
+    }
+    response = pricing.get_products(
+        ServiceCode="AmazonEC2",
+        Filters=[{"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in filters.items()],
+        MaxResults=10,
+    )
+    for text in response.get("PriceList", []):
+        product = json.loads(text)
+        attributes = product["product"]["attributes"]
+        for term in product.get("terms", {}).get("OnDemand", {}).values():
+            for dimension in term["priceDimensions"].values():
+                usd = float(dimension["pricePerUnit"]["USD"])
+                if dimension.get("unit") == "Hrs" and usd > 0:
+                    return Price(
+                        instance_type=instance_type,
+                        region=region,
+                        vcpu=int(attributes["vcpu"]),
+                        memory_gib=float(attributes["memory"].split()[0].replace(",", "")),
+                        usd_per_hour=usd,
+                        market="on-demand",
+                        source="pricing-api",
+                        as_of=str(term.get("effectiveDate", ""))[:10] or _today(),
+                    )
+    raise PriceError(f"the Pricing API lists no on-demand Linux price for {instance_type} in {region}")
+
+
+def spot_price(ec2, on_demand: Price) -> Price:
+    """The latest Linux spot price of an instance type, from ``ec2.describe_spot_price_history``.
+
+    The lowest over the region's availability zones, as a scheduler that may
+    use any of them would pay; it keeps the on-demand price's size.
+    """
+    response = ec2.describe_spot_price_history(
+        InstanceTypes=[on_demand.instance_type],
+        ProductDescriptions=["Linux/UNIX"],
+        StartTime=datetime.now(UTC),
+    )
+    history = response.get("SpotPriceHistory", [])
+    if not history:
+        raise PriceError(f"no spot price history for {on_demand.instance_type} in {on_demand.region}")
+    best = min(history, key=lambda h: float(h["SpotPrice"]))
+    return Price(
+        instance_type=on_demand.instance_type,
+        region=on_demand.region,
+        vcpu=on_demand.vcpu,
+        memory_gib=on_demand.memory_gib,
+        usd_per_hour=float(best["SpotPrice"]),
+        market="spot",
+        source="spot-history",
+        as_of=best["Timestamp"].date().isoformat(),
+    )
+
+
+def _today() -> str:
+    return datetime.now(UTC).date().isoformat()
