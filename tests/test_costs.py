@@ -153,3 +153,21 @@ def test_spot_price_is_the_lowest_zone_with_stubber():
     # the same job, spot against on-demand: the ratio of the prices
     jobs = pd.DataFrame({"wall_s": [3600.0], "cpus": [32], "mem_mb": [1000]})
     assert costs.job_costs(jobs, price)["usd"].iloc[0] == pytest.approx(0.29)
+
+
+def test_preflight_estimate_exact():
+    # 1,000 CCDs x 210-315 core-s over 2 x 32 cores: 0.911-1.367 h; 2 nodes x 1.36 $/h
+    est = costs.estimate(1000, C6I_8XL, nodes=2)
+    assert est.core_s_low == 210_000
+    assert est.wall_h_low == pytest.approx(210_000 / 64 / 3600)
+    assert est.usd_low == pytest.approx(210_000 / 64 / 3600 * 2 * 1.36)
+    assert est.usd_high == pytest.approx(315_000 / 64 / 3600 * 2 * 1.36)
+    assert est.usd_high == pytest.approx(3.71875)
+
+
+def test_budget_refuses_and_override_passes():
+    est = costs.estimate(1000, C6I_8XL, nodes=2)  # $2.48-$3.72
+    assert costs.check_budget(est, max_usd=5.0).startswith("within budget")
+    with pytest.raises(costs.BudgetError, match=r"exceeds the budget: .*\$3\.72, budget \$3\.00"):
+        costs.check_budget(est, max_usd=3.0)
+    assert costs.check_budget(est, max_usd=3.0, override=True).startswith("OVER BUDGET, overridden")
