@@ -38,13 +38,12 @@ def run_with_bad_data(demo_run, tmp_path, *profile):
     """Run visits 2, 3 and 4 of the bad data set; return (workdir, result, bad files)."""
     truncated, foreign = make_bad_data(demo_run, tmp_path / "data")
     workdir = copy_workflow(tmp_path / "workflow")
-    result = snakemake(
-        workdir,
-        *profile,
-        "--config",
-        f"data={{'source': 'directory', 'path': '{tmp_path / 'data'}'}}",
-        "process_visits=[2, 3, 4]",
-    )
+    # a config file, not --config: the Slurm plugin wraps array jobs in
+    # sbatch --wrap="...", and a --config value holding quotes breaks that quoting
+    overrides = tmp_path / "bad-data.yaml"
+    data = {"source": "directory", "path": str(tmp_path / "data")}
+    overrides.write_text(json.dumps({"data": data, "process_visits": [2, 3, 4]}))
+    result = snakemake(workdir, *profile, "--configfile", str(overrides))
     return workdir, result, truncated, foreign
 
 
