@@ -21,7 +21,7 @@ help:
 	@echo "make demo   - set up and run the embedded default (simulated SimCam data, pip LSST stack)"
 	@echo "make test   - set up and run the whole test suite"
 	@echo "make lint   - ruff, snakefmt --check and snakemake --lint"
-	@echo "make services - start the local Slurm the tests use (root; installs Debian packages)"
+	@echo "make services - start the local Slurm and PostgreSQL the tests use (root; installs Debian packages)"
 	@echo "make clean  - remove results/, resources/ and logs/ of the embedded default"
 
 $(VENV)/.installed: envs/workflow.lock pyproject.toml tasks/pyproject.toml

@@ -141,14 +141,7 @@ def test_cancelled_visit_job_is_retried(slurm_run):
     The retry first clears what the cancelled attempt left in the visit's
     RUN collection, so the Butler ends with exactly one of each dataset.
     """
-    proc = subprocess.Popen(
-        [str(BIN / "snakemake"), "--profile", SLURM_PROFILE, "--forcerun", "results/visits/2/summary.json"],
-        cwd=slurm_run,
-        env=snakemake_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_forced_run(slurm_run, "results/visits/2/summary.json")
     try:
         job = wait_for_running_job(timeout=300)
         time.sleep(8)  # let pipetask start writing into the visit's RUN
@@ -166,6 +159,18 @@ def test_cancelled_visit_job_is_retried(slurm_run):
         assert len(visit2) == 4, (name, visit2)
     assert counts["chain"] == [f"SimCam/runs/single-visit/{v}" for v in range(1, 7)] + ["SimCam/defaults"]
     assert planned_jobs(snakemake(slurm_run, "--profile", SLURM_PROFILE, "--dry-run")) == {}
+
+
+def start_forced_run(workdir: Path, *targets: str) -> subprocess.Popen:
+    """``snakemake --profile slurm --forcerun TARGETS``, in the background; output as text on stdout."""
+    return subprocess.Popen(
+        [str(BIN / "snakemake"), "--profile", SLURM_PROFILE, "--forcerun", *targets],
+        cwd=workdir,
+        env=snakemake_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def wait_for_running_job(timeout: float, field: str = "%A") -> str:
@@ -226,14 +231,7 @@ def test_visit_job_on_a_node_that_goes_down_is_requeued(slurm_run):
     sooner starts it while the node still holds the killed instance: Slurm
     then drains the node for a duplicate job id.)
     """
-    proc = subprocess.Popen(
-        [str(BIN / "snakemake"), "--profile", SLURM_PROFILE, "--forcerun", "results/visits/3/summary.json"],
-        cwd=slurm_run,
-        env=snakemake_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_forced_run(slurm_run, "results/visits/3/summary.json")
     try:
         job = wait_for_running_job(timeout=300)
         node = subprocess.check_output(["squeue", "-h", "-j", job, "-o", "%N"], text=True).strip()
@@ -268,13 +266,7 @@ def test_killed_controller_is_rerun_without_duplicates(slurm_run):
     """
     visits = [1, 2, 3, 4, 5, 6]
     targets = [f"results/visits/{v}/summary.json" for v in visits]
-    proc = subprocess.Popen(
-        [str(BIN / "snakemake"), "--profile", SLURM_PROFILE, "--forcerun", *targets],
-        cwd=slurm_run,
-        env=snakemake_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_forced_run(slurm_run, *targets)
     try:
         job = wait_for_running_job(timeout=300, field="%F")
     finally:
