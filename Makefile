@@ -48,6 +48,8 @@ demo: env
 	@echo "Summary table: $(CURDIR)/results/summary/visits.csv"
 	@echo "Truth check:   $(CURDIR)/results/summary/truth_check.csv"
 	@echo "Report:        $(CURDIR)/results/report.html"
+	@echo "Costs:         $(CURDIR)/results/costs/breakdown.csv (estimate.json, timings.csv, ...)"
+	@echo "Bundle:        $(CURDIR)/results/provenance/lsst-on-aws-bundle.tar.gz"
 	@echo "Butler repo:   $(CURDIR)/results/butler/repo (chain SimCam/runs/single-visit)"
 
 # The tests' services, on loopback: a one-node Slurm cluster with accounting,

@@ -6,6 +6,8 @@
 # results/butler/*.json           records of repository set-up, ingest and the output chain
 # results/visits/<visit>/         summary.json and sources.parquet exported from the Butler
 # results/summary/                visits.{csv,parquet}, truth_check.csv, figures
+# results/costs/                  estimate.json, timings.{parquet,csv}, cost tables, figures
+# results/provenance/             the publishing bundle (.tar.gz), report.zip, resolved config
 # results/benchmarks/, logs/      per-rule timings and logs, mirroring the paths above
 
 
@@ -26,6 +28,8 @@ include: "rules/stack.smk"
 include: "rules/butler.smk"
 include: "rules/process.smk"
 include: "rules/summary.smk"
+include: "rules/costs.smk"
+include: "rules/provenance.smk"
 
 
 localrules:
@@ -34,6 +38,11 @@ localrules:
     summarise_visits,
     check_truth,
     plot_visits,
+    timing_table,
+    estimate_cost,
+    cost_tables,
+    plot_costs,
+    bundle,
 
 
 rule all:

@@ -106,16 +106,61 @@ def truth_tables(wildcards=None):
     return expand("results/simulated/truth/{visit}.parquet", visit=PROCESS_VISITS)
 
 
-def all_targets():
-    """Everything a complete run produces."""
+def all_targets(bundle=True):
+    """Everything a complete run produces (the provenance bundle, made last, included)."""
     targets = [
         "results/summary/visits.csv",
         "results/summary/visits.png",
         "results/butler/chain.json",
+        "results/costs/estimate.json",
+        "results/costs/breakdown.csv",
+        "results/costs/gantt.png",
     ]
     if config["data"]["source"] == "simulated":
         targets.append("results/summary/truth_check.csv")
+    if bundle:
+        targets.append("results/provenance/lsst-on-aws-bundle.tar.gz")
     return targets
+
+
+def bundle_inputs():
+    """What the run read, to checksum in the bundle: config, tables, pipeline, prices, lock, data."""
+    paths = [
+        "config/config.yaml",
+        "config/butler-seed.yaml",
+        config["visits"],
+        config["pipeline"]["file"],
+        "config/prices",
+        f"envs/stack-pip/{config['stack']['tag']}.lock",
+    ]
+    if config["data"]["source"] == "directory":
+        paths.append(config["data"]["path"])
+    else:
+        paths.append("results/simulated")
+    return paths
+
+
+def bundle_members():
+    """Bundle name -> file copied into the bundle."""
+    members = {
+        "visits-table.tsv": config["visits"],
+        "stack-manifest.json": f"{STACK}/manifest.json",
+        "summary/visits.csv": "results/summary/visits.csv",
+        "butler/chain.json": "results/butler/chain.json",
+    }
+    if config["data"]["source"] == "simulated":
+        members["summary/truth_check.csv"] = "results/summary/truth_check.csv"
+    for name in (
+        "timings.parquet",
+        "timings.csv",
+        "estimate.json",
+        "jobs.csv",
+        "tasks.csv",
+    ):
+        members[f"costs/{name}"] = f"results/costs/{name}"
+    for name in ("visits.csv", "breakdown.csv", "instance_types.csv"):
+        members[f"costs/{name}"] = f"results/costs/{name}"
+    return members
 
 
 def warn_failed_visits():
@@ -141,3 +186,40 @@ def cancel_orphaned_slurm_jobs():
             " this workflow left them running in this directory. Their work is redone"
             " by this run."
         )
+
+
+def job_benchmarks(wildcards=None):
+    """The benchmark file of every job up to the visit summary, for the timing table."""
+    per_run = ["create_repo", "register_instrument", "register_dataset_types"]
+    per_run += ["ingest_calibs", "chain_visits", "summarise_visits"]
+    per_visit = ["ingest_raws", "process_visit"]
+    if config["data"]["source"] == "simulated":
+        per_run += ["simulate_reference_catalog", "simulate_calibs"]
+        per_visit.append("simulate_raws")
+    paths = [getattr(rules, name).benchmark for name in per_run]
+    paths += expand(rules.install_stack.benchmark, tag=config["stack"]["tag"])
+    for name in per_visit:
+        paths += expand(getattr(rules, name).benchmark, visit=PROCESS_VISITS)
+    return paths
+
+
+def requested_resources():
+    """CPUs and memory (MB) that each rule asks for (as the profiles set them), a job's hold on a node."""
+
+    def value(resource, default):
+        raw = getattr(resource, "raw", resource)
+        return raw if isinstance(raw, (int, float)) else default
+
+    out = {}
+    for each in workflow.rules:
+        cores = value(each.resources.get("_cores"), 1)
+        out[each.name] = {
+            "cpus": value(each.resources.get("cpus_per_task"), cores),
+            "mem_mb": value(each.resources.get("mem_mb"), 0),
+        }
+    return out
+
+
+def ccds_per_visit():
+    """Detectors in one visit of the configured instrument."""
+    return len(simcam.detectors())

@@ -6,7 +6,9 @@
 # with summary.json saying "status": "failed" and why, so the other visits and
 # the summary go on; any other failure fails the job, and retries apply.
 # job.json records the Slurm job id (empty when run locally), the host and the
-# start and end times, for the accounting join of the summary; the log keeps
+# start and end times, for the accounting join of the summary; quanta.json
+# each quantum's task, detector, times and memory (from <label>_metadata), for
+# the timing table; the log keeps
 # pipetask's per-quantum report (status and exception of each quantum).
 
 
@@ -21,6 +23,7 @@ rule process_visit:
         summary="results/visits/{visit}/summary.json",
         sources="results/visits/{visit}/sources.parquet",
         job="results/visits/{visit}/job.json",
+        quanta="results/visits/{visit}/quanta.json",
     log:
         main="logs/visits/{visit}/process_visit.log",
         report="logs/visits/{visit}/pipetask_report.json",
@@ -39,4 +42,4 @@ rule process_visit:
         " {params.repo} {params.run} {wildcards.visit} --instrument {params.instrument}"
         " --inputs {params.inputs} --pipeline {input.pipeline} {params.overrides}"
         " --raws {input.raws} --summary {output.summary} --sources {output.sources}"
-        " --report {log.report} --job {output.job}) > {log.main} 2>&1"
+        " --report {log.report} --quanta {output.quanta} --job {output.job}) > {log.main} 2>&1"

@@ -171,3 +171,205 @@ def test_budget_refuses_and_override_passes():
     with pytest.raises(costs.BudgetError, match=r"exceeds the budget: .*\$3\.72, budget \$3\.00"):
         costs.check_budget(est, max_usd=3.0)
     assert costs.check_budget(est, max_usd=3.0, override=True).startswith("OVER BUDGET, overridden")
+
+
+# --- a run's costs from a known timing table ---------------------------------------------------
+
+C6I_2XL = costs.Price("c6i.2xlarge", "us-east-1", 8, 16.0, 0.34, "on-demand", "table", "2024-06-01")
+T3_MEDIUM = costs.Price("t3.medium", "us-east-1", 2, 4.0, 0.0416, "on-demand", "table", "2024-06-01")
+T0 = pd.Timestamp("2026-11-26T10:00:00Z")
+
+
+def known_timings() -> pd.DataFrame:
+    """Two visit jobs of one hour on one node, an ingest, and the first visit's quanta."""
+
+    def row(kind, rule, visit, start_s, wall_s, cpu_s, task="", detector=None, rss=300.0):
+        start = T0 + pd.Timedelta(seconds=start_s)
+        return {
+            "kind": kind,
+            "rule": rule,
+            "visit": visit,
+            "detector": detector,
+            "task_label": task,
+            "node": "node-a",
+            "start": start,
+            "end": start + pd.Timedelta(seconds=wall_s),
+            "wall_s": wall_s,
+            "cpu_s": cpu_s,
+            "max_rss_mb": rss,
+        }
+
+    rows = [
+        row("job", "ingest_raws", 1, 0, 360, 300),
+        row("job", "process_visit", 1, 360, 3600, 3000),
+        row("job", "process_visit", 2, 360, 3600, 3600, rss=4096),
+        row("quantum", "process_visit", 1, 400, 1800, 1500, task="measure", detector=0),
+        row("quantum", "process_visit", 1, 2200, 900, 800, task="isr", detector=1),
+    ]
+    table = pd.DataFrame(rows)
+    table["visit"] = table["visit"].astype("Int64")
+    table["detector"] = table["detector"].astype("Int64")
+    return table
+
+
+REQUESTED = {"ingest_raws": {"cpus": 1, "mem_mb": 1000}, "process_visit": {"cpus": 2, "mem_mb": 1000}}
+
+
+def test_run_job_costs_on_demand_and_spot_side_by_side():
+    spot = costs.assumed_spot(C6I_2XL, 0.25)
+    assert spot.usd_per_hour == pytest.approx(0.085)
+    assert spot.source == "table x 0.25 (assumed spot fraction)"
+    jobs = costs.run_job_costs(known_timings(), REQUESTED, C6I_2XL, spot)
+    assert len(jobs) == 3  # quanta are not jobs
+    # process_visit: 2 of 8 CPUs for an hour at $0.34/h = $0.085; spot a quarter of that
+    visit = jobs[jobs["rule"] == "process_visit"].iloc[0]
+    assert visit["node_share"] == pytest.approx(0.25)
+    assert visit["usd_on_demand"] == pytest.approx(0.085)
+    assert visit["usd_spot"] == pytest.approx(0.02125)
+    # ingest: 1 of 8 CPUs for 0.1 h
+    ingest = jobs[jobs["rule"] == "ingest_raws"].iloc[0]
+    assert ingest["usd_on_demand"] == pytest.approx(0.34 * 0.1 / 8)
+
+
+def test_task_costs_share_a_visit_job_by_quantum_time():
+    timings = known_timings()
+    jobs = costs.run_job_costs(timings, REQUESTED, C6I_2XL, costs.assumed_spot(C6I_2XL))
+    tasks = costs.task_costs(jobs, timings)
+    visit1 = tasks[(tasks["rule"] == "process_visit") & (tasks["visit"] == 1)].set_index("task")
+    assert visit1.loc["measure", "usd_on_demand"] == pytest.approx(0.085 * 1800 / 3600)
+    assert visit1.loc["isr", "usd_on_demand"] == pytest.approx(0.085 * 900 / 3600)
+    assert visit1.loc["(visit job overhead)", "wall_s"] == pytest.approx(900)
+    assert visit1.loc["measure", "detector"] == 0
+    # nothing is lost or counted twice
+    assert tasks["usd_on_demand"].sum() == pytest.approx(jobs["usd_on_demand"].sum())
+    assert tasks["usd_spot"].sum() == pytest.approx(jobs["usd_spot"].sum())
+
+
+def test_busy_hours_is_the_union_of_padded_intervals():
+    starts = pd.Series([T0, T0 + pd.Timedelta(minutes=30), T0 + pd.Timedelta(hours=5)])
+    ends = pd.Series([T0 + pd.Timedelta(hours=1), T0 + pd.Timedelta(hours=2), T0 + pd.Timedelta(hours=6)])
+    assert costs.busy_hours(starts, ends) == pytest.approx(3.0)
+    # ten minutes of scale-down idle time after each stretch
+    assert costs.busy_hours(starts, ends, pad_s=600) == pytest.approx(3.0 + 2 / 6)
+
+
+def test_fixed_costs_head_node_storage_and_idle_compute_exact():
+    timings = known_timings()
+    jobs = costs.run_job_costs(timings, REQUESTED, C6I_2XL, costs.assumed_spot(C6I_2XL))
+    fixed = costs.fixed_costs(jobs, T3_MEDIUM, C6I_2XL, 100, 0.08, scaledown_idle_s=600).set_index("category")
+    # the cluster exists from the first start to 10 minutes after the last end: 4 h 16 min ... = 70 min
+    lifetime_h = (360 + 3600 + 600) / 3600
+    assert fixed.loc["head node", "usd"] == pytest.approx(0.0416 * lifetime_h)
+    assert fixed.loc["shared storage", "usd"] == pytest.approx(100 * 0.08 * lifetime_h / 730)
+    # node paid lifetime_h; jobs hold 1/8 x 0.1 h + 2 x 1/4 x 1 h of it
+    idle_h = lifetime_h - (0.1 / 8 + 0.5)
+    assert fixed.loc["idle compute", "usd"] == pytest.approx(0.34 * idle_h)
+    assert fixed.loc["head node", "price_source"] == "table"
+    # a known cluster lifetime replaces the run's own span
+    fixed = costs.fixed_costs(jobs, T3_MEDIUM, C6I_2XL, 100, 0.08, 600, lifetime_h=10).set_index("category")
+    assert fixed.loc["head node", "usd"] == pytest.approx(0.416)
+
+
+def test_cost_breakdown_totals_jobs_and_fixed_costs_on_the_chosen_market():
+    timings = known_timings()
+    spot = costs.assumed_spot(C6I_2XL, 0.25)
+    jobs = costs.run_job_costs(timings, REQUESTED, C6I_2XL, spot)
+    fixed = costs.fixed_costs(jobs, T3_MEDIUM, spot, 100, 0.08, 600)
+    breakdown = costs.cost_breakdown(jobs, fixed, "spot").set_index("category")["usd"]
+    assert breakdown["jobs: process_visit"] == pytest.approx(2 * 0.02125)
+    assert breakdown["total"] == pytest.approx(jobs["usd_spot"].sum() + fixed["usd"].sum())
+
+
+def test_visit_costs_sum_each_visits_jobs():
+    jobs = costs.run_job_costs(known_timings(), REQUESTED, C6I_2XL, costs.assumed_spot(C6I_2XL))
+    visits = costs.visit_costs(jobs).set_index("visit")
+    assert visits.loc[1, "jobs"] == 2
+    assert visits.loc[1, "usd_on_demand"] == pytest.approx(0.085 + 0.34 * 0.1 / 8)
+    assert visits.loc[2, "usd_on_demand"] == pytest.approx(0.085)
+
+
+def test_instance_comparison_from_measured_cpu_and_memory():
+    jobs = costs.run_job_costs(known_timings(), REQUESTED, C6I_2XL, costs.assumed_spot(C6I_2XL))
+    r6i_large = costs.Price("r6i.large", "us-east-1", 2, 16.0, 0.126, "on-demand", "table", "2024-06-01")
+    table = costs.instance_comparison(
+        jobs, [(C6I_2XL, costs.assumed_spot(C6I_2XL)), (r6i_large, costs.assumed_spot(r6i_large))]
+    ).set_index("instance_type")
+    # measured: each job needs 1 core (CPU time <= wall time); visit 2 peaks at 4 GB
+    c6i = 0.34 * (0.1 * max(1 / 8, 300 / 16384) + 1 * max(1 / 8, 300 / 16384) + 1 * max(1 / 8, 4096 / 16384))
+    assert table.loc["c6i.2xlarge", "usd_on_demand"] == pytest.approx(c6i)
+    assert table.loc["c6i.2xlarge", "binding_resource"] == "memory"
+    r6i = 0.126 * (0.1 * 0.5 + 1 * 0.5 + 1 * 0.5)
+    assert table.loc["r6i.large", "usd_on_demand"] == pytest.approx(r6i)
+    assert table.loc["r6i.large", "binding_resource"] == "cpu"
+    assert table["largest_job_fits"].all()
+
+
+def test_measured_core_seconds_per_ccd_replace_rubins_figures():
+    low, high = costs.measured_core_s_per_ccd(known_timings(), REQUESTED, detectors=4)
+    assert (low, high) == (pytest.approx(3600 * 2 / 4), pytest.approx(3600 * 2 / 4))
+    with pytest.raises(ValueError, match="no process_visit jobs"):
+        costs.measured_core_s_per_ccd(known_timings().iloc[:1], REQUESTED, 4)
+
+
+def test_price_cache_reuses_fresh_prices_and_refetches_stale_ones(tmp_path):
+    cache = costs.PriceCache(tmp_path / "cache.json", max_age_days=7)
+    fetched = []
+
+    def fetch():
+        fetched.append(1)
+        return C6I_2XL
+
+    now = datetime(2026, 11, 26, tzinfo=UTC)
+    assert cache.get("c6i.2xlarge", "us-east-1", "on-demand", fetch, now=now) == C6I_2XL
+    # a new cache object reads the file: the price is fresh, no second fetch
+    again = costs.PriceCache(tmp_path / "cache.json", max_age_days=7)
+    later = datetime(2026, 11, 30, tzinfo=UTC)
+    assert again.get("c6i.2xlarge", "us-east-1", "on-demand", fetch, now=later) == C6I_2XL
+    assert len(fetched) == 1
+    stale = datetime(2026, 12, 10, tzinfo=UTC)
+    again.get("c6i.2xlarge", "us-east-1", "on-demand", fetch, now=stale)
+    assert len(fetched) == 2
+
+
+def test_run_prices_from_the_table_need_no_aws():
+    on_demand, spot = costs.run_prices("c6i.2xlarge", "us-east-1", "table", spot_fraction=0.3)
+    assert on_demand == C6I_2XL
+    assert spot.usd_per_hour == pytest.approx(0.102)
+    assert spot.market == "spot"
+
+
+def test_run_prices_from_aws_are_cached(tmp_path):
+    """The "aws" price source end to end: Pricing API and spot history (both through
+    botocore's Stubber: moto has no Pricing API), then the cache answers a second run
+    without any call (a Stubber with no responses left would fail if asked)."""
+    pricing, ec2 = fake_client("pricing"), fake_client("ec2")
+    when = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    history = [
+        {
+            "AvailabilityZone": "us-east-1a",
+            "InstanceType": "c6i.8xlarge",
+            "SpotPrice": "0.31",
+            "Timestamp": when,
+        }
+    ]
+
+    class Session:
+        def client(self, service, region_name=None):
+            return {"pricing": pricing, "ec2": ec2}[service]
+
+    cache_path = tmp_path / "prices.json"
+    with Stubber(pricing) as prices_stub, Stubber(ec2) as ec2_stub:
+        prices_stub.add_response(
+            "get_products", {"PriceList": [_product("c6i.8xlarge", "1.36")], "FormatVersion": "aws_v1"}
+        )
+        ec2_stub.add_response("describe_spot_price_history", {"SpotPriceHistory": history})
+        on_demand, spot = costs.run_prices(
+            "c6i.8xlarge", "us-east-1", "aws", cache=costs.PriceCache(cache_path), session=Session()
+        )
+        assert (on_demand.source, spot.source) == ("pricing-api", "spot-history")
+        assert spot.usd_per_hour == pytest.approx(0.31)
+        again = costs.run_prices(
+            "c6i.8xlarge", "us-east-1", "aws", cache=costs.PriceCache(cache_path), session=Session()
+        )
+        prices_stub.assert_no_pending_responses()
+    assert again == (on_demand, spot)

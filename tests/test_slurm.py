@@ -117,6 +117,18 @@ def test_same_numbers_as_the_local_run(slurm_run, demo_run):
     assert summary["run"] == "SimCam/runs/single-visit/1"
 
 
+def test_timing_table_carries_slurm_accounting(slurm_run):
+    timings = pd.read_parquet(slurm_run / "results/costs/timings.parquet")
+    visit_jobs = timings[(timings["kind"] == "job") & (timings["rule"] == "process_visit")]
+    assert len(visit_jobs) == 6
+    assert (visit_jobs["slurm_job_id"] != "").all()
+    assert set(visit_jobs["slurm_state"]) == {"COMPLETED"}
+    assert set(visit_jobs["node"]) == {"vm"}  # the node sacct names
+    assert (visit_jobs["slurm_cpu_s"] > 0).all() and (visit_jobs["slurm_max_rss_mb"] > 0).all()
+    quanta = timings[timings["kind"] == "quantum"]
+    assert set(quanta["node"]) == {"vm"} and len(quanta) == 6 * 9
+
+
 def test_rerun_on_slurm_has_nothing_to_do(slurm_run):
     result = snakemake(slurm_run, "--profile", SLURM_PROFILE, "--dry-run")
     assert result.returncode == 0, result.stderr[-2000:]

@@ -8,11 +8,16 @@ plan tests ask Snakemake what a rerun would do (``--dry-run``), never time it.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import subprocess
+import tarfile
+import zipfile
 
 import pandas as pd
 import pytest
+import yaml
 from conftest import planned_jobs, snakemake, stack_python
 
 pytestmark = pytest.mark.workflow
@@ -21,7 +26,31 @@ VISITS = [1, 2, 3, 4, 5, 6]
 DETECTORS = 4
 CHAIN = "SimCam/runs/single-visit"
 # the jobs that gather every visit: they rerun whenever any visit does
-AGGREGATES = {"chain_visits": 1, "summarise_visits": 1, "check_truth": 1, "plot_visits": 1, "all": 1}
+AGGREGATES = {
+    "chain_visits": 1,
+    "summarise_visits": 1,
+    "check_truth": 1,
+    "plot_visits": 1,
+    "timing_table": 1,
+    "cost_tables": 1,
+    "plot_costs": 1,
+    "bundle": 1,
+    "all": 1,
+}
+JOB_RULES = {
+    "simulate_reference_catalog": 1,
+    "simulate_calibs": 1,
+    "simulate_raws": 6,
+    "install_stack": 1,
+    "create_repo": 1,
+    "register_instrument": 1,
+    "register_dataset_types": 1,
+    "ingest_calibs": 1,
+    "ingest_raws": 6,
+    "process_visit": 6,
+    "chain_visits": 1,
+    "summarise_visits": 1,
+}
 
 
 def test_butler_holds_every_visits_datasets(demo_run):
@@ -128,8 +157,137 @@ def test_report_builds(demo_run):
     result = snakemake(demo_run, "--report", "results/report.html")
     assert result.returncode == 0, result.stderr[-2000:]
     html = (demo_run / "results/report.html").read_text(errors="replace")
-    assert "visits.png" in html
-    assert "visits.csv" in html
+    for name in ("visits.png", "visits.csv", "gantt.png", "costs.png", "efficiency.png", "breakdown.csv"):
+        assert name in html
+
+
+def test_timing_table_joins_jobs_and_quanta(demo_run):
+    timings = pd.read_parquet(demo_run / "results/costs/timings.parquet")
+    jobs = timings[timings["kind"] == "job"]
+    assert jobs.groupby("rule").size().to_dict() == JOB_RULES
+    assert (jobs["wall_s"] > 0).all() and (jobs["max_rss_mb"] > 0).all()
+    quanta = timings[timings["kind"] == "quantum"]
+    assert quanta.groupby("task_label").size().to_dict() == {
+        "isr": 6 * DETECTORS,
+        "measure": 6 * DETECTORS,
+        "visitSummary": 6,
+    }
+    for visit in VISITS:
+        job = jobs[(jobs["rule"] == "process_visit") & (jobs["visit"] == visit)].iloc[0]
+        inside = quanta[quanta["visit"] == visit]
+        assert job["run"] == f"{CHAIN}/{visit}"
+        assert set(inside["run"]) == {job["run"]}
+        # the quanta ran inside their job and took part of its time
+        assert (inside["start"] >= job["start"]).all() and (inside["end"] <= job["end"]).all()
+        assert inside["cpu_s"].sum() < job["cpu_s"]
+        assert inside["max_rss_mb"].max() <= job["max_rss_mb"] * 1.05
+    assert set(timings["instance_type"]) == {"c6i.2xlarge"}
+    assert timings["node"].nunique() == 1  # a local run
+
+
+def test_cost_tables_add_up_and_name_their_prices(demo_run):
+    costs = demo_run / "results/costs"
+    jobs = pd.read_csv(costs / "jobs.csv")
+    breakdown = pd.read_csv(costs / "breakdown.csv").set_index("category")["usd"]
+    tasks = pd.read_csv(costs / "tasks.csv")
+    visits = pd.read_csv(costs / "visits.csv")
+    assert len(jobs) == sum(JOB_RULES.values())
+    assert set(jobs["price_source_on_demand"]) == {"table"}
+    assert set(jobs["price_source_spot"]) == {"table x 0.25 (assumed spot fraction)"}
+    assert set(jobs["price_as_of"]) == {"2024-06-01"}
+    # spot at a quarter of on-demand, each job at 1 of 8 vCPUs (1000 MB of 16 GiB is less)
+    assert jobs["usd_spot"].sum() == pytest.approx(0.25 * jobs["usd_on_demand"].sum())
+    assert jobs["usd_on_demand"].sum() == pytest.approx(0.34 / 8 * jobs["wall_s"].sum() / 3600)
+    fixed = breakdown[["head node", "shared storage", "idle compute"]]
+    assert (fixed > 0).all()
+    assert breakdown["total"] == pytest.approx(jobs["usd_spot"].sum() + fixed.sum())
+    assert tasks["usd_on_demand"].sum() == pytest.approx(jobs["usd_on_demand"].sum())
+    assert set(tasks["task"]) >= {"isr", "measure", "visitSummary", "(visit job overhead)"}
+    assert visits["usd_spot"].sum() == pytest.approx(jobs.dropna(subset=["visit"])["usd_spot"].sum())
+    assert list(visits["visit"]) == VISITS
+    others = pd.read_csv(costs / "instance_types.csv")
+    assert set(others["instance_type"]) == {
+        "c6i.xlarge",
+        "c6i.2xlarge",
+        "c6i.4xlarge",
+        "m6i.xlarge",
+        "r6i.large",
+    }
+    assert others["largest_job_fits"].all()
+
+
+def test_provenance_bundle_holds_every_item(demo_run):
+    """The bundle the default run ends with: each item of the publishing list, checksums that verify."""
+    bundle = demo_run / "results/provenance/lsst-on-aws-bundle.tar.gz"
+    with tarfile.open(bundle) as tar:
+        names = set(tar.getnames())
+        read = {name: tar.extractfile(name).read() for name in names}
+    assert names >= {
+        "MANIFEST.json",
+        "config.yaml",
+        "visits-table.tsv",
+        "stack-manifest.json",
+        "workflow-packages.json",
+        "inputs.sha256",
+        "outputs.sha256",
+        "summary/visits.csv",
+        "costs/timings.parquet",
+        "costs/timings.csv",
+        "costs/jobs.csv",
+        "costs/breakdown.csv",
+        "costs/estimate.json",
+        "report.zip",
+    }
+    manifest = json.loads(read["MANIFEST.json"])
+    assert set(manifest["members"]) == names - {"MANIFEST.json"}
+    assert manifest["workflow"] == {"commit": "unknown", "dirty": None}  # the test's copy is not a git tree
+    config = yaml.safe_load(read["config.yaml"])
+    assert config["cluster"]["compute_instance_type"] == "c6i.2xlarge"  # resolved: defaults filled in
+    assert config["processing"]["detection_threshold"] == 5.0
+    assert json.loads(read["workflow-packages.json"])["snakemake"] == "9.27.1"
+    assert json.loads(read["stack-manifest.json"])["packages"]["lsst-daf-butler"] == "30.2026.4300"
+    assert read["visits-table.tsv"] == (demo_run / "config/visits.tsv").read_bytes()
+    # checksums of inputs (config, raws) and outputs (Butler files, exports); each verifies
+    inputs, outputs = (
+        {p: d for d, p in (ln.split("  ", 1) for ln in read[n].decode().splitlines())}
+        for n in ("inputs.sha256", "outputs.sha256")
+    )
+    assert {"config/visits.tsv", "results/simulated/raw/1/raw_1_S00.fits"} <= set(inputs)
+    assert "results/visits/1/sources.parquet" in outputs
+    assert any(p.startswith("results/butler/repo/") for p in outputs)
+    assert not any(p.startswith("results/provenance/") or p.endswith(".sqlite3") for p in outputs)
+    assert not set(inputs) & set(outputs)
+    # sha256sum itself verifies them against the run's files
+    (demo_run / "outputs.sha256").write_bytes(read["outputs.sha256"])
+    check = subprocess.run(
+        ["sha256sum", "--quiet", "-c", "outputs.sha256"], cwd=demo_run, capture_output=True
+    )
+    assert check.returncode == 0, check.stdout[-2000:]
+    with zipfile.ZipFile(io.BytesIO(read["report.zip"])) as report:
+        assert any(name.endswith("report.html") for name in report.namelist())
+        assert any(name.endswith("gantt.png") for name in report.namelist())
+
+
+def test_estimate_from_the_runs_own_measurements(demo_run):
+    """budget.measured_timings replaces Rubin's per-CCD figures by the run's own."""
+    target = "results/costs/estimate.json"
+    measured = snakemake(
+        demo_run,
+        "--cores",
+        "1",
+        "--config",
+        "budget={'measured_timings': 'results/costs/timings.parquet'}",
+        "--",
+        target,
+    )
+    assert measured.returncode == 0, measured.stderr[-3000:]
+    record = json.loads((demo_run / target).read_text())
+    assert record["basis"].endswith("core-s per CCD measured in results/costs/timings.parquet")
+    timings = pd.read_parquet(demo_run / "results/costs/timings.parquet")
+    visit_jobs = timings[(timings["kind"] == "job") & (timings["rule"] == "process_visit")]
+    assert record["core_s_high"] == pytest.approx(24 * visit_jobs["wall_s"].max() / DETECTORS)
+    # back to the default basis, so the later plan tests start from a complete run
+    assert snakemake(demo_run, "--cores", "1", "--", target).returncode == 0
 
 
 def test_second_run_has_nothing_to_do(demo_run):
@@ -149,7 +307,9 @@ def test_added_visit_runs_only_its_own_jobs(demo_run):
     (demo_run / "config/visits_plus.tsv").write_text(table + "7\tr\t0.95\t-5\t5\n")
     result = snakemake(demo_run, "--dry-run", "--config", "visits=config/visits_plus.tsv")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert planned_jobs(result) == {"simulate_raws": 1, "ingest_raws": 1, "process_visit": 1, **AGGREGATES}
+    # its own jobs, the aggregates, and a new estimate (one more visit to pay for)
+    own = {"simulate_raws": 1, "ingest_raws": 1, "process_visit": 1, "estimate_cost": 1}
+    assert planned_jobs(result) == {**own, **AGGREGATES}
     assert "results/visits/7/summary.json" in result.stdout
 
 

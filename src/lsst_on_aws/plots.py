@@ -45,3 +45,107 @@ def plot_visits(table: pd.DataFrame, path: str) -> None:
     fig.legend(handles, labels, title="band", loc="outside right upper", frameon=False)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _lanes(starts, ends) -> list[int]:
+    """A lane per job so that jobs overlapping in time on one node never share one."""
+    lane_end: list = []
+    lanes = []
+    for start, end in zip(starts, ends, strict=True):
+        for i, busy_until in enumerate(lane_end):
+            if busy_until <= start:
+                lane_end[i] = end
+                lanes.append(i)
+                break
+        else:
+            lane_end.append(end)
+            lanes.append(len(lane_end) - 1)
+    return lanes
+
+
+def latest_session(jobs: pd.DataFrame, gap_s: float = 600.0) -> pd.DataFrame:
+    """The jobs of the last stretch of activity: no gap longer than ``gap_s`` between them.
+
+    A rerun keeps the outputs (and timings) of jobs it did not need to run
+    again; those ran earlier, in another session.
+    """
+    jobs = jobs.sort_values("start")
+    previous_end = jobs["end"].cummax().shift()
+    session = (jobs["start"] - previous_end > pd.Timedelta(seconds=gap_s)).cumsum()
+    return jobs[session == session.iloc[-1]]
+
+
+def plot_gantt(timings: pd.DataFrame, path: str) -> None:
+    """Jobs per node over time: one row per node and concurrent job slot, coloured by rule.
+
+    Only the latest session is drawn; the title counts the earlier jobs whose
+    outputs the run reused.
+    """
+    every_job = timings[timings["kind"] == "job"]
+    jobs = latest_session(every_job).copy()
+    jobs["node"] = jobs["node"].replace("", "(not recorded)")
+    t0 = jobs["start"].min()
+    jobs["t0"] = (jobs["start"] - t0).dt.total_seconds()
+    jobs["t1"] = (jobs["end"] - t0).dt.total_seconds()
+    rules = list(dict.fromkeys(jobs["rule"]))
+    cmap = plt.get_cmap("tab20")
+    colour = {rule: cmap(i % 20) for i, rule in enumerate(rules)}
+    rows, labels = 0, []
+    fig, ax = plt.subplots(figsize=(10, 3), layout="constrained")
+    for node, on_node in jobs.groupby("node", sort=True):
+        lanes = _lanes(list(on_node["t0"]), list(on_node["t1"]))
+        for (_, job), lane in zip(on_node.iterrows(), lanes, strict=True):
+            ax.barh(rows + lane, job["t1"] - job["t0"], left=job["t0"], color=colour[job["rule"]], height=0.8)
+        labels += [f"{node} #{i + 1}" for i in range(max(lanes) + 1)]
+        rows += max(lanes) + 1
+    ax.set_yticks(range(rows), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"seconds since {t0:%Y-%m-%d %H:%M:%S} UTC")
+    earlier = len(every_job) - len(jobs)
+    if earlier:
+        title = f"{len(jobs)} jobs of the latest session; {earlier} earlier jobs not shown"
+        ax.set_title(title, fontsize="small")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colour[r]) for r in rules]
+    fig.legend(handles, rules, loc="outside right upper", frameon=False, fontsize="small")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_costs(breakdown: pd.DataFrame, jobs: pd.DataFrame, market: str, path: str) -> None:
+    """Dollars by category (left) and per visit, on spot and on demand (right)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    parts = breakdown[breakdown["category"] != "total"]
+    left.barh(parts["category"], parts["usd"], color="tab:blue")
+    left.set_xscale("log")
+    left.invert_yaxis()
+    total = float(breakdown.loc[breakdown["category"] == "total", "usd"].iloc[0])
+    left.set_xlabel(f"USD ({market} compute); total ${total:.4f}")
+    per_visit = jobs.dropna(subset=["visit"]).groupby("visit")[["usd_on_demand", "usd_spot"]].sum()
+    x = per_visit.index.astype(int).astype(str)
+    right.bar(x, per_visit["usd_on_demand"], color="lightgray", label="on-demand")
+    right.bar(x, per_visit["usd_spot"], color="tab:green", width=0.5, label="spot")
+    right.set_xlabel("visit")
+    right.set_ylabel("USD (jobs of the visit)")
+    right.legend(frameon=False)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_efficiency(timings: pd.DataFrame, path: str) -> None:
+    """Wall and CPU time per visit job (left) and CPU efficiency (CPU / wall) by rule (right)."""
+    jobs = timings[timings["kind"] == "job"]
+    visits = jobs[jobs["rule"] == "process_visit"].sort_values("visit")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    x = visits["visit"].astype(str)
+    left.bar(x, visits["wall_s"], color="lightgray", label="wall")
+    left.bar(x, visits["cpu_s"], color="tab:blue", width=0.5, label="CPU")
+    left.set_xlabel("visit")
+    left.set_ylabel("process_visit time (s)")
+    left.legend(frameon=False)
+    by_rule = jobs.groupby("rule")[["cpu_s", "wall_s"]].sum()
+    efficiency = (by_rule["cpu_s"] / by_rule["wall_s"]).sort_values()
+    right.barh(efficiency.index, efficiency, color="tab:orange")
+    right.axvline(1.0, color="k", lw=0.8, ls="--")
+    right.set_xlabel("CPU efficiency (CPU time / wall time, 1 = one core busy)")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

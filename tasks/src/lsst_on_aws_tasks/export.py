@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 from astropy.table import Table, vstack
-from lsst.daf.butler import Butler
+from lsst.daf.butler import Butler, MissingCollectionError
 
 from . import simcam
 
@@ -79,6 +80,48 @@ def write_failed_visit(
     empty = Table({"visit": np.zeros(0, dtype=np.int64), "detector": np.zeros(0, dtype=np.int64)})
     empty.write(sources_path, format="parquet", overwrite=True)
     return result
+
+
+def quantum_timings(repo: str, run: str) -> list[dict]:
+    """Per-quantum run time, CPU time and peak memory, from the ``<label>_metadata`` datasets of ``run``.
+
+    The executor records, for each quantum, the UTC time, process CPU time
+    and peak RSS (bytes) at its start and end. One record per quantum:
+    ``task_label``, ``detector`` (absent for visit-level tasks), ``node``,
+    ``start`` and ``end`` (UTC ISO), ``wall_s``, ``cpu_s`` and ``max_rss_mb``.
+    An empty list when the run holds no metadata (pipetask never ran).
+    """
+    butler = Butler.from_config(repo)
+    try:
+        butler.collections.get_info(run)
+    except MissingCollectionError:
+        return []
+    records = []
+    for dataset_type in butler.registry.queryDatasetTypes("*_metadata"):
+        for ref in butler.query_datasets(dataset_type, collections=run, explain=False):
+            quantum = butler.get(ref)["quantum"]
+            start, end = quantum["startUtc"], quantum["endUtc"]
+            records.append(
+                {
+                    "task_label": dataset_type.name.removesuffix("_metadata"),
+                    "detector": ref.dataId.mapping.get("detector"),
+                    "node": quantum.get("nodeName", ""),
+                    "start": start,
+                    "end": end,
+                    "wall_s": (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(),
+                    "cpu_s": quantum["endCpuTime"] - quantum["startCpuTime"],
+                    "max_rss_mb": quantum["endMaxResidentSetSize"] / 2**20,
+                }
+            )
+    return sorted(records, key=lambda r: (r["start"], r["task_label"]))
+
+
+def write_quantum_timings(repo: str | None, run: str, path: Path) -> list[dict]:
+    """Write :func:`quantum_timings` of ``run`` as JSON (an empty list when ``repo`` is None)."""
+    records = quantum_timings(repo, run) if repo is not None else []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(records, indent=1) + "\n")
+    return records
 
 
 def _jsonable(value):

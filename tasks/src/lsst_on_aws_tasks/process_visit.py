@@ -4,7 +4,7 @@ The workflow's ``process_visit`` rule runs, inside the stack::
 
     python -m lsst_on_aws_tasks.process_visit REPO RUN VISIT --instrument NAME --inputs COLLECTION \\
         --pipeline YAML [-c LABEL:KEY=VALUE ...] --raws JSON \\
-        --summary JSON --sources PARQUET --report JSON --job JSON
+        --summary JSON --sources PARQUET --report JSON --quanta JSON --job JSON
 
 1. If the visit's raw ingest recorded a failure (a damaged file, another
    instrument), the visit fails at once with that reason.
@@ -26,7 +26,10 @@ The workflow's ``process_visit`` rule runs, inside the stack::
    summary go on. Any other failure (memory, a lost node, a bug) makes the
    command fail, and the workflow's retries apply.
 
-``--job`` records the Slurm job id (empty outside Slurm), the host, and when
+``--quanta`` lists each quantum's task label, detector, node, start, end,
+run time, CPU time and peak memory, from the ``<label>_metadata`` datasets
+pipetask wrote (also for a visit that failed part-way; empty when pipetask
+never ran). ``--job`` records the Slurm job id (empty outside Slurm), the host, and when
 the processing started and ended (UTC).
 """
 
@@ -118,6 +121,7 @@ def process_visit(
     summary_path: Path,
     sources_path: Path,
     report_path: Path,
+    quanta_path: Path,
 ) -> dict:
     """Process one visit; return its summary (``status`` "ok" or "failed").
 
@@ -132,6 +136,7 @@ def process_visit(
         print(f"visit {visit} failed: {reason}", flush=True)
         report_path.parent.mkdir(parents=True, exist_ok=True)
         report_path.write_text(json.dumps({"status": "not run", "reason": reason}) + "\n")
+        export.write_quantum_timings(None, run, quanta_path)
         return export.write_failed_visit(visit, run, reason, [], summary_path, sources_path)
 
     removed = butler_setup.remove_run(repo, run)
@@ -148,6 +153,7 @@ def process_visit(
         error = f"exit status {status}" if status else None
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
+    export.write_quantum_timings(repo, run, quanta_path)
     if error is not None:
         failures = failed_quanta(json.loads(report_path.read_text())) if report_path.exists() else []
         if not failures or not all(is_data_error(f["exception"]) for f in failures):
@@ -188,6 +194,7 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary", type=Path, required=True)
     parser.add_argument("--sources", type=Path, required=True)
     parser.add_argument("--report", type=Path, required=True, help="pipetask's quantum report")
+    parser.add_argument("--quanta", type=Path, required=True, help="per-quantum timings (JSON)")
     parser.add_argument("--job", type=Path, required=True)
     args = parser.parse_args(argv)
     start = datetime.now(UTC)
@@ -204,6 +211,7 @@ def _main(argv: list[str] | None = None) -> int:
             summary_path=args.summary,
             sources_path=args.sources,
             report_path=args.report,
+            quanta_path=args.quanta,
         )
     except ProcessingError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,0 +1,126 @@
+# Timings and dollars: the tidy timing table, the pre-flight estimate and
+# budget check, the cost tables, and their figures (lsst_on_aws.timing and
+# lsst_on_aws.costs). Prices come from the committed, dated table unless
+# costs.prices is "aws"; every dollar figure carries its price's source and date.
+
+
+rule timing_table:
+    input:
+        benchmarks=job_benchmarks,
+        jobs=visit_outputs("job.json"),
+        quanta=visit_outputs("quanta.json"),
+    output:
+        parquet="results/costs/timings.parquet",
+        csv=report(
+            "results/costs/timings.csv",
+            caption="../report/timings.rst",
+            category="Costs",
+            labels={"table": "timings of every job and quantum"},
+        ),
+    log:
+        "logs/costs/timing_table.log",
+    benchmark:
+        "results/benchmarks/costs/timing_table.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    params:
+        runs={v: f"{config['butler']['output']}/{v}" for v in PROCESS_VISITS},
+        instance_type=config["cluster"]["compute_instance_type"],
+    script:
+        "../scripts/timing_table.py"
+
+
+rule estimate_cost:
+    input:
+        measured=config["budget"]["measured_timings"] or [],
+    output:
+        json="results/costs/estimate.json",
+    log:
+        "logs/costs/estimate_cost.log",
+    benchmark:
+        "results/benchmarks/costs/estimate_cost.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    params:
+        ccds=len(PROCESS_VISITS) * ccds_per_visit(),
+        detectors=ccds_per_visit(),
+        cluster=config["cluster"],
+        costs=config["costs"],
+        budget=config["budget"],
+        requested=lambda wildcards: requested_resources(),
+    script:
+        "../scripts/estimate_cost.py"
+
+
+rule cost_tables:
+    input:
+        timings="results/costs/timings.parquet",
+    output:
+        jobs="results/costs/jobs.csv",
+        tasks="results/costs/tasks.csv",
+        visits=report(
+            "results/costs/visits.csv",
+            caption="../report/cost_visits.rst",
+            category="Costs",
+            labels={"table": "cost per visit"},
+        ),
+        breakdown=report(
+            "results/costs/breakdown.csv",
+            caption="../report/cost_breakdown.rst",
+            category="Costs",
+            labels={"table": "cost by category"},
+        ),
+        instance_types=report(
+            "results/costs/instance_types.csv",
+            caption="../report/instance_types.rst",
+            category="Costs",
+            labels={"table": "cost on other instance types"},
+        ),
+    log:
+        "logs/costs/cost_tables.log",
+    benchmark:
+        "results/benchmarks/costs/cost_tables.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    params:
+        cluster=config["cluster"],
+        costs=config["costs"],
+        requested=lambda wildcards: requested_resources(),
+    script:
+        "../scripts/cost_tables.py"
+
+
+rule plot_costs:
+    input:
+        timings="results/costs/timings.parquet",
+        jobs="results/costs/jobs.csv",
+        breakdown="results/costs/breakdown.csv",
+    output:
+        gantt=report(
+            "results/costs/gantt.png",
+            caption="../report/gantt.rst",
+            category="Costs",
+            labels={"figure": "jobs per node over time"},
+        ),
+        costs=report(
+            "results/costs/costs.png",
+            caption="../report/costs_figure.rst",
+            category="Costs",
+            labels={"figure": "cost by category and per visit"},
+        ),
+        efficiency=report(
+            "results/costs/efficiency.png",
+            caption="../report/efficiency.rst",
+            category="Costs",
+            labels={"figure": "time and CPU efficiency"},
+        ),
+    log:
+        "logs/costs/plot_costs.log",
+    benchmark:
+        "results/benchmarks/costs/plot_costs.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    params:
+        market=config["cluster"]["market"],
+    script:
+        "../scripts/plot_costs.py"

@@ -1,0 +1,27 @@
+# The provenance bundle for publishing (lsst_on_aws.provenance): the run's
+# Snakemake report, resolved config, visit table, stack manifest, workflow
+# package versions, git commit, timing and cost tables, and checksums of every
+# input and output, in one results/provenance/lsst-on-aws-bundle.tar.gz.
+# It is the last job of every complete run.
+rule bundle:
+    input:
+        targets=all_targets(bundle=False),
+        timings="results/costs/timings.parquet",
+        stack_manifest=f"{STACK}/manifest.json",
+    output:
+        bundle="results/provenance/lsst-on-aws-bundle.tar.gz",
+        report="results/provenance/report.zip",
+        config="results/provenance/config.yaml",
+    log:
+        "logs/provenance/bundle.log",
+    benchmark:
+        "results/benchmarks/provenance/bundle.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    params:
+        config=config,
+        inputs=bundle_inputs(),
+        members=bundle_members(),
+        workflow_dir=workflow.basedir,
+    script:
+        "../scripts/bundle.py"

@@ -1,0 +1,40 @@
+"""Snakemake adapter: the run's cost tables (per job, task, visit, category; other instance types)."""
+
+import pandas as pd
+
+from lsst_on_aws import costs
+from lsst_on_aws.logs import to_log
+
+cluster, settings = snakemake.params.cluster, snakemake.params.costs
+with to_log(snakemake.log[0]) as log:
+    cache = costs.PriceCache("resources/prices/cache.json", settings["price_cache_days"])
+
+    def prices(instance_type):
+        return costs.run_prices(
+            instance_type, cluster["region"], settings["prices"], settings["spot_fraction"], cache
+        )
+
+    timings = pd.read_parquet(snakemake.input.timings)
+    on_demand, spot = prices(cluster["compute_instance_type"])
+    head, _ = prices(cluster["head_node_instance_type"])
+    jobs = costs.run_job_costs(timings, snakemake.params.requested, on_demand, spot)
+    fixed = costs.fixed_costs(
+        jobs,
+        head,
+        spot if cluster["market"] == "spot" else on_demand,
+        cluster["shared_storage_gb"],
+        settings["storage_usd_per_gb_month"],
+        cluster["scaledown_idle_minutes"] * 60,
+    )
+    breakdown = costs.cost_breakdown(jobs, fixed, cluster["market"])
+    tasks = costs.task_costs(jobs, timings)
+    visits = costs.visit_costs(jobs)
+    others = costs.instance_comparison(jobs, [prices(t) for t in settings["compare_instance_types"]])
+
+    jobs.to_csv(snakemake.output.jobs, index=False)
+    tasks.to_csv(snakemake.output.tasks, index=False)
+    visits.to_csv(snakemake.output.visits, index=False)
+    breakdown.to_csv(snakemake.output.breakdown, index=False)
+    others.to_csv(snakemake.output.instance_types, index=False)
+    log.info("prices: %s (%s, %s); %s (%s)", on_demand, on_demand.source, on_demand.as_of, spot, spot.source)
+    log.info("cost by category:\n%s", breakdown.to_string(index=False))

@@ -1,0 +1,21 @@
+"""Snakemake adapter: the run's tidy timing table (parquet and CSV)."""
+
+from lsst_on_aws.logs import to_log
+from lsst_on_aws.slurm import job_accounting
+from lsst_on_aws.timing import read_job_record, timing_table
+
+with to_log(snakemake.log[0]) as log:
+    job_ids = [read_job_record(p)["slurm_job_id"] for p in snakemake.input.jobs]
+    accounting = job_accounting(job_ids)
+    log.info("Slurm accounting for %d of %d visit jobs", len(accounting), len(job_ids))
+    table = timing_table(
+        snakemake.input.benchmarks,
+        snakemake.input.jobs,
+        snakemake.input.quanta,
+        {int(k): v for k, v in snakemake.params.runs.items()},
+        snakemake.params.instance_type,
+        accounting,
+    )
+    table.to_parquet(snakemake.output.parquet, index=False)
+    table.to_csv(snakemake.output.csv, index=False, float_format="%.4g")
+    log.info("%d jobs, %d quanta", (table["kind"] == "job").sum(), (table["kind"] == "quantum").sum())
