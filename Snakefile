@@ -42,6 +42,7 @@ localrules:
     estimate_cost,
     cost_tables,
     plot_costs,
+    actual_bill,
     bundle,
 
 

@@ -150,15 +150,15 @@ def bundle_members():
     }
     if config["data"]["source"] == "simulated":
         members["summary/truth_check.csv"] = "results/summary/truth_check.csv"
-    for name in (
+    tables = [
         "timings.parquet",
         "timings.csv",
         "estimate.json",
         "jobs.csv",
         "tasks.csv",
-    ):
-        members[f"costs/{name}"] = f"results/costs/{name}"
-    for name in ("visits.csv", "breakdown.csv", "instance_types.csv"):
+    ]
+    tables += ["visits.csv", "detectors.csv", "breakdown.csv", "instance_types.csv"]
+    for name in tables:
         members[f"costs/{name}"] = f"results/costs/{name}"
     return members
 

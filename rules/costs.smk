@@ -58,6 +58,7 @@ rule cost_tables:
     output:
         jobs="results/costs/jobs.csv",
         tasks="results/costs/tasks.csv",
+        detectors="results/costs/detectors.csv",
         visits=report(
             "results/costs/visits.csv",
             caption="../report/cost_visits.rst",
@@ -124,3 +125,28 @@ rule plot_costs:
         market=config["cluster"]["market"],
     script:
         "../scripts/plot_costs.py"
+
+
+# The actual bill, from Cost Explorer (needs AWS credentials; not part of a
+# run: ask for it a day or more after the run, `snakemake results/costs/bill.csv`).
+rule actual_bill:
+    input:
+        timings="results/costs/timings.parquet",
+    output:
+        csv=report(
+            "results/costs/bill.csv",
+            caption="../report/bill.rst",
+            category="Costs",
+            labels={"table": "the actual bill (Cost Explorer)"},
+        ),
+    log:
+        "logs/costs/actual_bill.log",
+    benchmark:
+        "results/benchmarks/costs/actual_bill.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    params:
+        tag_key=config["costs"]["tag_key"],
+        tag_value=config["cluster"]["name"],
+    script:
+        "../scripts/actual_bill.py"

@@ -1,4 +1,4 @@
-"""Snakemake adapter: the run's cost tables (per job, task, visit, category; other instance types)."""
+"""Snakemake adapter: the run's cost tables (per job, task, visit, detector, category; other instances)."""
 
 import pandas as pd
 
@@ -29,11 +29,13 @@ with to_log(snakemake.log[0]) as log:
     breakdown = costs.cost_breakdown(jobs, fixed, cluster["market"])
     tasks = costs.task_costs(jobs, timings)
     visits = costs.visit_costs(jobs)
+    detectors = costs.detector_costs(tasks)
     others = costs.instance_comparison(jobs, [prices(t) for t in settings["compare_instance_types"]])
 
     jobs.to_csv(snakemake.output.jobs, index=False)
     tasks.to_csv(snakemake.output.tasks, index=False)
     visits.to_csv(snakemake.output.visits, index=False)
+    detectors.to_csv(snakemake.output.detectors, index=False)
     breakdown.to_csv(snakemake.output.breakdown, index=False)
     others.to_csv(snakemake.output.instance_types, index=False)
     log.info("prices: %s (%s, %s); %s (%s)", on_demand, on_demand.source, on_demand.as_of, spot, spot.source)

@@ -12,8 +12,11 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -51,12 +54,17 @@ def snakemake_env() -> dict[str, str]:
     return env
 
 
-def snakemake(workdir: Path, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
-    """Run the workflow environment's snakemake in ``workdir``; output captured as text."""
+def snakemake(
+    workdir: Path, *args: str, timeout: float = 1200, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run the workflow environment's snakemake in ``workdir``; output captured as text.
+
+    ``env`` adds to (or replaces in) the environment of :func:`snakemake_env`.
+    """
     return subprocess.run(
         [str(BIN / "snakemake"), *args],
         cwd=workdir,
-        env=snakemake_env(),
+        env=snakemake_env() | (env or {}),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -95,3 +103,57 @@ def demo_run(tmp_path_factory) -> Path:
     if result.returncode != 0:
         pytest.fail(f"embedded default failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return workdir
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """moto's server on 127.0.0.1, standing in for the AWS APIs it emulates; its URL.
+
+    Clients reach it through ``AWS_ENDPOINT_URL`` (see :func:`aws_env`), with
+    dummy credentials, so nothing can reach a real AWS endpoint.
+    """
+    port = free_port()
+    server = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=2).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"moto_server did not start on {url}")
+            time.sleep(0.2)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def aws_env(url: str) -> dict[str, str]:
+    """Environment that points boto3 at moto's server, with dummy credentials and no AWS config files."""
+    return {
+        "AWS_ENDPOINT_URL": url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    }
+
+
+def moto_reset(url: str) -> None:
+    """Forget everything moto's server holds."""
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=10).close()

@@ -245,6 +245,15 @@ def test_task_costs_share_a_visit_job_by_quantum_time():
     assert tasks["usd_spot"].sum() == pytest.approx(jobs["usd_spot"].sum())
 
 
+def test_detector_costs_sum_the_quanta_of_each_detector():
+    timings = known_timings()
+    jobs = costs.run_job_costs(timings, REQUESTED, C6I_2XL, costs.assumed_spot(C6I_2XL))
+    detectors = costs.detector_costs(costs.task_costs(jobs, timings)).set_index(["visit", "detector"])
+    assert list(detectors.index) == [(1, 0), (1, 1)]
+    assert detectors.loc[(1, 0), "usd_on_demand"] == pytest.approx(0.085 * 1800 / 3600)
+    assert detectors.loc[(1, 1), "wall_s"] == pytest.approx(900)
+
+
 def test_busy_hours_is_the_union_of_padded_intervals():
     starts = pd.Series([T0, T0 + pd.Timedelta(minutes=30), T0 + pd.Timedelta(hours=5)])
     ends = pd.Series([T0 + pd.Timedelta(hours=1), T0 + pd.Timedelta(hours=2), T0 + pd.Timedelta(hours=6)])

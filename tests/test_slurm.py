@@ -62,10 +62,15 @@ def slurm_run(tmp_path_factory) -> Path:
 
 
 def slurm_job_ids(workdir: Path) -> list[str]:
-    """Slurm job ids the run's Snakemake log reports submitting (array tasks counted once)."""
-    log = max((workdir / ".snakemake/log").glob("*.snakemake.log"))
+    """Slurm job ids the run's Snakemake logs report submitting (array tasks counted once).
+
+    Every log of the directory is read: the run's last job (``bundle``) runs
+    ``snakemake --report``, which writes a log of its own.
+    """
     ids = []
-    for line in log.read_text().splitlines():
+    lines = [line for log in sorted((workdir / ".snakemake/log").glob("*.snakemake.log"))
+             for line in log.read_text().splitlines()]  # fmt: skip
+    for line in lines:
         if "has been submitted with SLURM jobid" in line:
             ids.append(line.split("SLURM jobid ")[1].split()[0])
         elif line.startswith("Submitted array job"):

@@ -204,6 +204,10 @@ def test_cost_tables_add_up_and_name_their_prices(demo_run):
     assert tasks["usd_on_demand"].sum() == pytest.approx(jobs["usd_on_demand"].sum())
     assert set(tasks["task"]) >= {"isr", "measure", "visitSummary", "(visit job overhead)"}
     assert visits["usd_spot"].sum() == pytest.approx(jobs.dropna(subset=["visit"])["usd_spot"].sum())
+    detectors = pd.read_csv(costs / "detectors.csv")
+    assert len(detectors) == 6 * DETECTORS
+    quanta = tasks.dropna(subset=["detector"])
+    assert detectors["usd_on_demand"].sum() == pytest.approx(quanta["usd_on_demand"].sum())
     assert list(visits["visit"]) == VISITS
     others = pd.read_csv(costs / "instance_types.csv")
     assert set(others["instance_type"]) == {
@@ -235,6 +239,7 @@ def test_provenance_bundle_holds_every_item(demo_run):
         "costs/timings.csv",
         "costs/jobs.csv",
         "costs/breakdown.csv",
+        "costs/detectors.csv",
         "costs/estimate.json",
         "report.zip",
     }
