@@ -8,6 +8,7 @@
 # results/summary/                visits.{csv,parquet}, truth_check.csv, figures
 # results/costs/                  estimate.json, timings.{parquet,csv}, cost tables, figures
 # results/provenance/             the publishing bundle (.tar.gz), report.zip, resolved config
+# results/cluster/                the ParallelCluster configuration and its validation
 # results/benchmarks/, logs/      per-rule timings and logs, mirroring the paths above
 
 
@@ -30,6 +31,7 @@ include: "rules/process.smk"
 include: "rules/summary.smk"
 include: "rules/costs.smk"
 include: "rules/provenance.smk"
+include: "rules/cluster.smk"
 
 
 localrules:
@@ -44,6 +46,8 @@ localrules:
     plot_costs,
     actual_bill,
     bundle,
+    cluster_config,
+    validate_cluster,
 
 
 rule all:

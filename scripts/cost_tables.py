@@ -30,7 +30,13 @@ with to_log(snakemake.log[0]) as log:
     tasks = costs.task_costs(jobs, timings)
     visits = costs.visit_costs(jobs)
     detectors = costs.detector_costs(tasks)
-    others = costs.instance_comparison(jobs, [prices(t) for t in settings["compare_instance_types"]])
+    compared = []
+    for instance_type in settings["compare_instance_types"]:
+        try:
+            compared.append(prices(instance_type))
+        except costs.PriceError as err:  # one unknown type does not stop the others
+            log.warning("left out of the comparison: %s", err)
+    others = costs.instance_comparison(jobs, compared)
 
     jobs.to_csv(snakemake.output.jobs, index=False)
     tasks.to_csv(snakemake.output.tasks, index=False)

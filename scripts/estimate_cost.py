@@ -10,13 +10,19 @@ from lsst_on_aws.logs import to_log
 
 cluster, budget, settings = snakemake.params.cluster, snakemake.params.budget, snakemake.params.costs
 with to_log(snakemake.log[0]) as log:
-    on_demand, spot = costs.run_prices(
-        cluster["compute_instance_type"],
-        cluster["region"],
-        settings["prices"],
-        spot_fraction=settings["spot_fraction"],
-        cache=costs.PriceCache("resources/prices/cache.json", settings["price_cache_days"]),
-    )
+    try:
+        on_demand, spot = costs.run_prices(
+            cluster["compute_instance_type"],
+            cluster["region"],
+            settings["prices"],
+            spot_fraction=settings["spot_fraction"],
+            cache=costs.PriceCache("resources/prices/cache.json", settings["price_cache_days"]),
+        )
+    except costs.PriceError as err:
+        log.error("%s", err)
+        print(f"Pre-flight estimate: {err} (config keys cluster.compute_instance_type, costs.prices)",
+              file=sys.__stderr__)  # fmt: skip
+        sys.exit(1)
     price = spot if cluster["market"] == "spot" else on_demand
     per_ccd = tuple(budget["core_s_per_ccd"])
     basis = f"{per_ccd[0]:g}-{per_ccd[1]:g} core-s per CCD"

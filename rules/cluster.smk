@@ -1,0 +1,41 @@
+# The AWS ParallelCluster (lsst_on_aws.cluster): its configuration rendered
+# from this workflow's config and checked offline by pcluster's own schema,
+# then validated against AWS (credentials, instance types offered in the
+# region, `pcluster create-cluster --dryrun true`) once the budget check has
+# passed. Nothing here creates anything; these are the aws profile's first
+# targets, and `snakemake results/cluster/validation.json` runs them alone.
+
+
+rule cluster_config:
+    output:
+        yaml="results/cluster/cluster-config.yaml",
+    log:
+        "logs/cluster/cluster_config.log",
+    benchmark:
+        "results/benchmarks/cluster/cluster_config.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    params:
+        config={key: config[key] for key in ("cluster", "costs", "stack")},
+    script:
+        "../scripts/cluster_config.py"
+
+
+rule validate_cluster:
+    input:
+        yaml="results/cluster/cluster-config.yaml",
+        estimate="results/costs/estimate.json",
+    output:
+        json="results/cluster/validation.json",
+    log:
+        "logs/cluster/validate_cluster.log",
+    benchmark:
+        "results/benchmarks/cluster/validate_cluster.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    params:
+        name=config["cluster"]["name"],
+        region=config["cluster"]["region"],
+        suppress=config["cluster"]["suppress_validators"],
+    script:
+        "../scripts/validate_cluster.py"

@@ -1,0 +1,37 @@
+"""Snakemake adapter: validate the cluster against AWS before anything is created."""
+
+import json
+import sys
+from pathlib import Path
+
+import boto3
+import yaml
+
+from lsst_on_aws import cluster
+from lsst_on_aws.logs import to_log
+
+with to_log(snakemake.log[0]) as log:
+    session = boto3.Session(region_name=snakemake.params.region)
+    doc = yaml.safe_load(Path(snakemake.input.yaml).read_text())
+    try:
+        identity = cluster.caller_identity(session.client("sts"))
+        log.info("AWS identity %s (account %s)", identity["Arn"], identity["Account"])
+        cluster.check(doc, snakemake.params.name, ec2=session.client("ec2"))
+        messages = cluster.dry_run(snakemake.input.yaml, snakemake.params.name, snakemake.params.suppress)
+    except (cluster.CredentialsError, cluster.ClusterConfigError) as err:
+        log.error("%s", err)
+        print(f"Cluster validation failed: {err}", file=sys.__stderr__)
+        sys.exit(1)
+    for message in messages:
+        log.info("pcluster %s %s: %s", message.get("level"), message.get("type"), message.get("message"))
+    record = {
+        "cluster": snakemake.params.name,
+        "region": snakemake.params.region,
+        "account": identity["Account"],
+        "identity": identity["Arn"],
+        "dry_run": cluster.DRY_RUN_SUCCESS,
+        "messages": messages,
+    }
+    with open(snakemake.output.json, "w") as out:
+        json.dump(record, out, indent=2)
+        out.write("\n")
