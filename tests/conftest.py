@@ -8,6 +8,7 @@ every test that inspects its outputs or its plan.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -113,17 +114,22 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def moto_server():
+def moto_server(tmp_path_factory):
     """moto's server on 127.0.0.1, standing in for the AWS APIs it emulates; its URL.
 
     Clients reach it through ``AWS_ENDPOINT_URL`` (see :func:`aws_env`), with
     dummy credentials, so nothing can reach a real AWS endpoint.
     """
     port = free_port()
+    workdir = tmp_path_factory.mktemp("moto")
+    # recording on (see moto_recording); the recording file in a temporary folder
+    recording = {"MOTO_ENABLE_RECORDING": "True", "MOTO_RECORDER_FILEPATH": str(workdir / "recording")}
     server = subprocess.Popen(
         [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        cwd=workdir,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=os.environ | recording,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -157,3 +163,74 @@ def aws_env(url: str) -> dict[str, str]:
 def moto_reset(url: str) -> None:
     """Forget everything moto's server holds."""
     urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=10).close()
+
+
+@pytest.fixture
+def moto(moto_server, monkeypatch):
+    """moto's server emptied, and this process's boto3 pointed at it (dummy credentials); its URL."""
+    moto_reset(moto_server)
+    for key, value in aws_env(moto_server).items():
+        monkeypatch.setenv(key, value)
+    return moto_server
+
+
+@contextlib.contextmanager
+def moto_recording(url: str):
+    """Record every request moto's server receives in the block; yields a list, filled at the end."""
+    recorder = f"{url}/moto-api/recorder"
+
+    def post(step: str) -> None:
+        request = urllib.request.Request(f"{recorder}/{step}", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()
+
+    post("reset-recording")
+    post("start-recording")
+    lines: list[str] = []
+    try:
+        yield lines
+    finally:
+        post("stop-recording")
+        with urllib.request.urlopen(f"{recorder}/download-recording", timeout=30) as response:
+            lines.extend(response.read().decode().splitlines())
+
+
+@pytest.fixture
+def moto_account(moto):
+    """An AWS account on moto with what a user brings: a VPC subnet with a route out, a key pair, a bucket.
+
+    Returns the ``cluster`` config keys that use them (with the moto-only
+    AMI and suppressed validators: see test_cluster_validation).
+    """
+    import boto3
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    ec2 = boto3.Session().client("ec2", region_name="us-east-1")
+    vpc = ec2.create_vpc(CidrBlock="10.30.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsSupport={"Value": True})
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.30.1.0/24", AvailabilityZone="us-east-1a")
+    subnet_id = subnet["Subnet"]["SubnetId"]
+    gateway = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc)
+    table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+    ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", GatewayId=gateway)
+    ec2.associate_route_table(RouteTableId=table, SubnetId=subnet_id)
+    public = Ed25519PrivateKey.generate().public_key()
+    key = public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    ec2.import_key_pair(KeyName="astronomer", PublicKeyMaterial=key)
+    al2023 = [{"Name": "name", "Values": ["al2023-ami-2023*x86_64"]}]
+    image = ec2.describe_images(Owners=["amazon"], Filters=al2023)["Images"][0]["ImageId"]
+    boto3.Session().client("s3", region_name="us-east-1").create_bucket(Bucket="rubin-raws")
+    return {
+        "subnet_id": subnet_id,
+        "ssh_key_name": "astronomer",
+        "custom_ami": image,
+        "allowed_ips": "203.0.113.7/32",
+        "data_bucket": "rubin-raws",
+        "suppress_validators": MOTO_ONLY_VALIDATORS,
+    }
+
+
+# moto rejects the launch templates pcluster tries in a dry run
+MOTO_ONLY_VALIDATORS = ["type:HeadNodeLaunchTemplateValidator", "type:ComputeResourceLaunchTemplateValidator"]

@@ -14,7 +14,7 @@ import urllib.request
 import boto3
 import pandas as pd
 import pytest
-from conftest import aws_env, moto_reset, snakemake
+from conftest import aws_env, snakemake
 
 from lsst_on_aws import costs
 
@@ -53,14 +53,6 @@ def post_canned(url: str, *results: dict) -> None:
         headers={"Content-Type": "application/json"},
     )
     urllib.request.urlopen(request, timeout=10).close()
-
-
-@pytest.fixture
-def moto(moto_server, monkeypatch):
-    moto_reset(moto_server)
-    for key, value in aws_env(moto_server).items():
-        monkeypatch.setenv(key, value)
-    return moto_server
 
 
 def test_bill_per_day_and_service(moto):

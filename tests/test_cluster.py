@@ -17,7 +17,7 @@ import boto3
 import pytest
 import yaml
 from botocore.stub import Stubber
-from conftest import REPO_ROOT, aws_env, moto_reset
+from conftest import REPO_ROOT
 
 from lsst_on_aws import cluster
 
@@ -100,14 +100,6 @@ def test_semantic_errors_the_schema_misses():
     assert errors[1].startswith("Scheduling.SlurmQueues[1].ComputeResources[0]: Max count must be greater")
 
 
-@pytest.fixture
-def moto(moto_server, monkeypatch):
-    moto_reset(moto_server)
-    for key, value in aws_env(moto_server).items():
-        monkeypatch.setenv(key, value)
-    return moto_server
-
-
 def test_instance_types_not_offered_in_the_region_are_named(moto):
     """moto's EC2 knows each region's offerings: hpc6a.48xlarge is in us-east-2, not us-east-1."""
     doc = cluster.render(workflow_config(compute_instance_type="hpc6a.48xlarge"), allowed_ips="10.0.0.1/32")
@@ -163,3 +155,16 @@ def test_rendered_file_is_what_pcluster_reads(tmp_path: Path):
     path = tmp_path / "cluster.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     assert cluster.schema_errors(yaml.safe_load(path.read_text()), "lsst-on-aws") == []
+
+
+def test_budget_alarm_on_the_clusters_tag(moto):
+    """AWS Budgets on moto: the budget filters on the cost tag and mails at 80 % and 100 %; idempotent."""
+    budgets = boto3.Session().client("budgets", region_name="us-east-1")
+    args = ("123456789012", "lsst-on-aws", ("lsst-on-aws:cluster", "lsst-on-aws"), 25.0)
+    assert cluster.budget_alarm(budgets, *args, emails=["astronomer@example.org"]) == "created"
+    assert cluster.budget_alarm(budgets, *args, emails=["astronomer@example.org"]) == "exists"
+    budget = budgets.describe_budget(AccountId="123456789012", BudgetName="lsst-on-aws")["Budget"]
+    assert budget["BudgetLimit"] == {"Amount": "25.00", "Unit": "USD"}
+    assert budget["CostFilters"] == {"TagKeyValue": ["user:lsst-on-aws:cluster$lsst-on-aws"]}
+    answer = budgets.describe_notifications_for_budget(AccountId="123456789012", BudgetName="lsst-on-aws")
+    assert sorted(n["Threshold"] for n in answer["Notifications"]) == [80.0, 100.0]

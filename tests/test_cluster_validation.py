@@ -15,54 +15,16 @@ from __future__ import annotations
 
 import json
 
-import boto3
 import pytest
 import yaml
-from conftest import aws_env, copy_workflow, moto_reset, snakemake
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from conftest import aws_env, copy_workflow, snakemake
 
 VALIDATION = "results/cluster/validation.json"
-MOTO_ONLY = ["type:HeadNodeLaunchTemplateValidator", "type:ComputeResourceLaunchTemplateValidator"]
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     return copy_workflow(tmp_path_factory.mktemp("cluster") / "workflow")
-
-
-@pytest.fixture
-def account(moto_server, monkeypatch):
-    """An AWS account on moto with what a user brings: a VPC subnet with a route out, a key pair, a bucket."""
-    moto_reset(moto_server)
-    for key, value in aws_env(moto_server).items():
-        monkeypatch.setenv(key, value)
-    ec2 = boto3.Session().client("ec2", region_name="us-east-1")
-    vpc = ec2.create_vpc(CidrBlock="10.30.0.0/16")["Vpc"]["VpcId"]
-    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsSupport={"Value": True})
-    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.30.1.0/24", AvailabilityZone="us-east-1a")
-    subnet_id = subnet["Subnet"]["SubnetId"]
-    gateway = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
-    ec2.attach_internet_gateway(InternetGatewayId=gateway, VpcId=vpc)
-    table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
-    ec2.create_route(RouteTableId=table, DestinationCidrBlock="0.0.0.0/0", GatewayId=gateway)
-    ec2.associate_route_table(RouteTableId=table, SubnetId=subnet_id)
-    public = Ed25519PrivateKey.generate().public_key()
-    key = public.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    ec2.import_key_pair(KeyName="astronomer", PublicKeyMaterial=key)
-    images = ec2.describe_images(
-        Owners=["amazon"], Filters=[{"Name": "name", "Values": ["al2023-ami-2023*x86_64"]}]
-    )
-    boto3.Session().client("s3", region_name="us-east-1").create_bucket(Bucket="rubin-raws")
-    return {
-        "subnet_id": subnet_id,
-        "ssh_key_name": "astronomer",
-        "custom_ami": images["Images"][0]["ImageId"],
-        "allowed_ips": "203.0.113.7/32",
-        "data_bucket": "rubin-raws",
-        "suppress_validators": MOTO_ONLY,
-    }
 
 
 def validate(workdir, moto_server, **cluster):
@@ -87,8 +49,8 @@ def validate(workdir, moto_server, **cluster):
     )
 
 
-def test_valid_cluster_passes_the_dry_run(workdir, moto_server, account):
-    result = validate(workdir, moto_server, **account)
+def test_valid_cluster_passes_the_dry_run(workdir, moto_server, moto_account):
+    result = validate(workdir, moto_server, **moto_account)
     assert result.returncode == 0, result.stderr[-4000:]
     record = json.loads((workdir / VALIDATION).read_text())
     assert record["dry_run"] == "Request would have succeeded, but DryRun flag is set."
@@ -96,21 +58,21 @@ def test_valid_cluster_passes_the_dry_run(workdir, moto_server, account):
     assert record["region"] == "us-east-1"
     assert "DeletionPolicyValidator" in {m["type"] for m in record["messages"]}  # storage is retained
     rendered = yaml.safe_load((workdir / "results/cluster/cluster-config.yaml").read_text())
-    assert rendered["HeadNode"]["Networking"]["SubnetId"] == account["subnet_id"]
+    assert rendered["HeadNode"]["Networking"]["SubnetId"] == moto_account["subnet_id"]
     assert (workdir / "results/costs/estimate.json").exists()  # the budget check came first
 
 
-def test_instance_type_not_offered_is_named_before_the_dry_run(workdir, moto_server, account):
-    result = validate(workdir, moto_server, **account | {"head_node_instance_type": "c9z.huge"})
+def test_instance_type_not_offered_is_named_before_the_dry_run(workdir, moto_server, moto_account):
+    result = validate(workdir, moto_server, **moto_account | {"head_node_instance_type": "c9z.huge"})
     assert result.returncode != 0
     assert "Cluster validation failed: the ParallelCluster configuration is invalid" in result.stderr
     assert "HeadNode.InstanceType: instance type c9z.huge is not offered in us-east-1" in result.stderr
     assert not (workdir / VALIDATION).exists()
 
 
-def test_instance_type_without_a_price_stops_the_estimate(workdir, moto_server, account):
+def test_instance_type_without_a_price_stops_the_estimate(workdir, moto_server, moto_account):
     """hpc6a.48xlarge is not in the committed price table: the estimate says so, by key."""
-    result = validate(workdir, moto_server, **account | {"compute_instance_type": "hpc6a.48xlarge"})
+    result = validate(workdir, moto_server, **moto_account | {"compute_instance_type": "hpc6a.48xlarge"})
     assert result.returncode != 0
     assert (
         "Pre-flight estimate: no price for hpc6a.48xlarge in us-east-1 in the fallback table" in result.stderr
@@ -119,18 +81,18 @@ def test_instance_type_without_a_price_stops_the_estimate(workdir, moto_server, 
     assert not (workdir / VALIDATION).exists()
 
 
-def test_dry_run_errors_are_reported(workdir, moto_server, account):
+def test_dry_run_errors_are_reported(workdir, moto_server, moto_account):
     """A key pair that does not exist passes the schema; pcluster's KeyPairValidator refuses it."""
-    result = validate(workdir, moto_server, **account | {"ssh_key_name": "nobody"})
+    result = validate(workdir, moto_server, **moto_account | {"ssh_key_name": "nobody"})
     assert result.returncode != 0
     assert "pcluster's dry run refused the cluster" in result.stderr
     assert "KeyPairValidator" in result.stderr
     assert not (workdir / VALIDATION).exists()
 
 
-def test_missing_subnet_fails_offline_naming_the_key(workdir, moto_server, account):
+def test_missing_subnet_fails_offline_naming_the_key(workdir, moto_server, moto_account):
     """Rendering fails before any AWS call (the other offline checks are unit-tested in test_cluster)."""
-    result = validate(workdir, moto_server, **account | {"subnet_id": ""})
+    result = validate(workdir, moto_server, **moto_account | {"subnet_id": ""})
     assert result.returncode != 0
     assert "Cluster configuration error: config key cluster.subnet_id is empty" in result.stderr
     assert not (workdir / VALIDATION).exists()

@@ -1,0 +1,72 @@
+"""The IAM permissions the workflow needs, checked against the AWS calls it really makes.
+
+``aws/iam-policy.json`` is the least-privilege policy for the IAM user or
+role that runs the workflow. The tests record every request the workflow's
+AWS code (and pcluster, which it calls) sends to moto's server, turn each
+into the IAM action it needs (:func:`recorded_actions`), and compare that
+set with the policy's (:func:`policy_actions`): the policy must allow every
+call, and allow nothing the workflow never calls.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import urllib.parse
+from collections.abc import Iterable
+from pathlib import Path
+
+POLICY = Path(__file__).resolve().parents[2] / "aws/iam-policy.json"
+
+# API operations whose IAM action has another name (per service prefix).
+ACTION_NAMES = {
+    "budgets:CreateBudget": "budgets:ModifyBudget",
+    "budgets:DescribeBudget": "budgets:ViewBudget",
+    "budgets:DescribeBudgets": "budgets:ViewBudget",
+    "budgets:DescribeNotificationsForBudget": "budgets:ViewBudget",
+}
+_SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
+
+
+def request_action(record: dict) -> str:
+    """The IAM action of one recorded request (moto's recorder format: headers, method, url, body).
+
+    The service is the one the request was signed for; the operation is the
+    ``Action`` of query-protocol services (EC2, STS, IAM, CloudFormation) or
+    the ``X-Amz-Target`` of JSON-protocol ones (Cost Explorer, Budgets,
+    Pricing). A REST call (S3) has neither and comes back as
+    ``service:METHOD path``, which no policy matches: map it here first.
+    """
+    headers = {k.lower(): v for k, v in record["headers"].items()}
+    scope = _SCOPE.search(headers.get("authorization", ""))
+    service = scope.group(1) if scope else "unsigned"
+    target = headers.get("x-amz-target", "")
+    if target:
+        operation = target.rsplit(".", 1)[-1]
+    else:
+        body = record.get("body") or ""
+        if record.get("body_encoded") and body:
+            body = base64.b64decode(body).decode(errors="replace")
+        operation = urllib.parse.parse_qs(body).get("Action", [""])[0]
+    if not operation:
+        return f"{service}:{record['method']} {urllib.parse.urlparse(record['url']).path}"
+    action = f"{service}:{operation}"
+    return ACTION_NAMES.get(action, action)
+
+
+def recorded_actions(lines: Iterable[str]) -> set[str]:
+    """The IAM actions of a moto recording (one JSON request a line)."""
+    return {request_action(json.loads(line)) for line in lines if line.strip()}
+
+
+def policy_actions(path: Path | str = POLICY) -> set[str]:
+    """Every action the policy's Allow statements grant."""
+    document = json.loads(Path(path).read_text())
+    actions = set()
+    for statement in document["Statement"]:
+        if statement["Effect"] != "Allow":
+            continue
+        granted = statement["Action"]
+        actions.update([granted] if isinstance(granted, str) else granted)
+    return actions

@@ -1,0 +1,69 @@
+"""aws/iam-policy.json against the AWS calls the workflow really makes.
+
+Every request to moto's server is recorded (moto's own recorder) while the
+workflow's AWS code runs: the credentials check, the instance-type check,
+pcluster's dry run (a subprocess: its calls are recorded too), spot prices,
+the bill and the budget alarm. Each request becomes the IAM action it needs.
+The policy must allow each of them and nothing else, but for the Pricing API,
+which moto does not emulate (its call is tested with botocore's Stubber in
+test_costs). Lifecycle actions join the policy with the code that calls them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import boto3
+import yaml
+from conftest import REPO_ROOT, moto_recording
+
+from lsst_on_aws import cluster, costs, iam
+
+NOT_EMULATED = {"pricing:GetProducts"}
+
+
+def test_policy_allows_exactly_what_the_workflow_calls(moto, moto_account, tmp_path, monkeypatch):
+    config = yaml.safe_load((REPO_ROOT / "config/config.yaml").read_text())
+    config["cluster"] |= moto_account
+    doc = cluster.render(config, allowed_ips=moto_account["allowed_ips"])
+    path = tmp_path / "cluster-config.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    monkeypatch.setenv("HOME", str(tmp_path))  # pcluster's log
+    session = boto3.Session(region_name="us-east-1")
+    with moto_recording(moto) as requests:
+        identity = cluster.caller_identity(session.client("sts"))
+        cluster.check(doc, "lsst-on-aws", ec2=session.client("ec2"))
+        cluster.dry_run(str(path), "lsst-on-aws", moto_account["suppress_validators"])
+        with contextlib.suppress(costs.PriceError):  # moto may have no history: the call is what counts
+            costs.spot_price(session.client("ec2"), costs.table_price("c6i.2xlarge", "us-east-1"))
+        tag = ("lsst-on-aws:cluster", "lsst-on-aws")
+        costs.actual_bill(session.client("ce"), *tag, "2026-11-25", "2026-11-27")
+        cluster.budget_alarm(session.client("budgets"), identity["Account"], "lsst-on-aws", tag, 25.0)
+    called = iam.recorded_actions(requests)
+    allowed = iam.policy_actions()
+    assert called <= allowed, f"the policy lacks {sorted(called - allowed)}"
+    unused = allowed - called
+    assert unused == NOT_EMULATED, f"the policy allows what nothing calls: {sorted(unused - NOT_EMULATED)}"
+
+
+def test_request_actions_by_protocol():
+    signed = "AWS4-HMAC-SHA256 Credential=testing/20261126/us-east-1/{}/aws4_request, SignedHeaders=host"
+    query = {
+        "headers": {"Authorization": signed.format("ec2")},
+        "method": "POST",
+        "url": "http://127.0.0.1/",
+        "body": "Action=DescribeSubnets&Version=2016-11-15",
+    }
+    json_target = {
+        "headers": {
+            "Authorization": signed.format("budgets"),
+            "X-Amz-Target": "AWSBudgetServiceGateway.CreateBudget",
+        },
+        "method": "POST",
+        "url": "http://127.0.0.1/",
+        "body": "{}",
+    }
+    rest = {"headers": {"Authorization": signed.format("s3")}, "method": "GET", "url": "http://x/"}
+    assert iam.request_action(query) == "ec2:DescribeSubnets"
+    assert iam.request_action(json_target) == "budgets:ModifyBudget"
+    assert iam.request_action(rest) == "s3:GET /"  # unmapped on purpose: no policy grants it
