@@ -243,10 +243,10 @@ def assert_complete(workdir: Path, visits: list[int]) -> None:
 def test_visit_job_on_a_node_that_goes_down_is_requeued(slurm_run):
     """The node of a running visit job is set DOWN: Slurm requeues the job and the run completes.
 
-    Slurm holds a requeued job for its credential lifetime (120 s) before it
-    starts it again, so this test takes about three minutes. (Releasing it
-    sooner starts it while the node still holds the killed instance: Slurm
-    then drains the node for a duplicate job id.)
+    Slurm holds a requeued job for its credential lifetime before it starts
+    it again (``AuthInfo=cred_expire=30`` in the test cluster; 120 s by
+    default). Releasing it sooner starts it while the node still holds the
+    killed instance: Slurm then drains the node for a duplicate job id.
     """
     proc = start_forced_run(slurm_run, "results/visits/3/summary.json")
     try:
