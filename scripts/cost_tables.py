@@ -1,5 +1,7 @@
 """Snakemake adapter: the run's cost tables (per job, task, visit, detector, category; other instances)."""
 
+import sys
+
 import pandas as pd
 
 from lsst_on_aws import costs
@@ -15,8 +17,13 @@ with to_log(snakemake.log[0]) as log:
         )
 
     timings = pd.read_parquet(snakemake.input.timings)
-    on_demand, spot = prices(cluster["compute_instance_type"])
-    head, _ = prices(cluster["head_node_instance_type"])
+    try:
+        on_demand, spot = prices(cluster["compute_instance_type"])
+        head, _ = prices(cluster["head_node_instance_type"])
+    except costs.PriceError as err:
+        log.error("%s", err)
+        print(f"Cost tables: {err} (config keys cluster.*_instance_type, costs.prices)", file=sys.__stderr__)
+        sys.exit(1)
     jobs = costs.run_job_costs(timings, snakemake.params.requested, on_demand, spot)
     fixed = costs.fixed_costs(
         jobs,
