@@ -2,7 +2,8 @@
 
 from lsst_on_aws.logs import to_log
 from lsst_on_aws.slurm import job_accounting
-from lsst_on_aws.timing import read_job_record, timing_table
+from lsst_on_aws.summary import read_job_record
+from lsst_on_aws.timing import timing_table
 
 with to_log(snakemake.log[0]) as log:
     job_ids = [read_job_record(p)["slurm_job_id"] for p in snakemake.input.jobs]

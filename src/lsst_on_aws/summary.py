@@ -30,11 +30,14 @@ SUMMARY_COLUMNS = {
 }
 
 
-def read_benchmark(path: Path | str) -> dict:
-    """Wall time, CPU time and peak RSS of one Snakemake benchmark file (mean over repeats)."""
+def read_benchmark(path: Path | str, columns: dict[str, str] = BENCHMARK_COLUMNS) -> dict:
+    """Wall time, CPU time and peak RSS of one Snakemake benchmark file (mean over repeats).
+
+    ``columns`` maps the file's columns to the names returned (NaN when absent).
+    """
     table = pd.read_csv(path, sep="\t")
     out = {}
-    for column, name in BENCHMARK_COLUMNS.items():
+    for column, name in columns.items():
         values = pd.to_numeric(table[column], errors="coerce") if column in table else pd.Series(dtype=float)
         out[name] = float(values.mean()) if values.notna().any() else float("nan")
     return out
@@ -90,22 +93,23 @@ def read_jobs(job_paths: list[str]) -> pd.DataFrame:
     ``start`` and ``end`` (UTC timestamps). ``job_paths`` are the visits'
     ``job.json`` files, ``results/visits/<visit>/job.json``.
     """
-    rows = []
-    for path in job_paths:
-        record = json.loads(Path(path).read_text())
-        rows.append(
-            {
-                "visit": int(Path(path).parent.name),
-                "slurm_job_id": str(record.get("slurm_job_id", "")),
-                "host": record.get("host", ""),
-                "start": record.get("start"),
-                "end": record.get("end"),
-            }
-        )
-    jobs = pd.DataFrame(rows, columns=JOB_COLUMNS)
+    jobs = pd.DataFrame([read_job_record(p) for p in job_paths], columns=JOB_COLUMNS)
     for column in ("start", "end"):
         jobs[column] = pd.to_datetime(jobs[column], utc=True)
     return jobs
+
+
+def read_job_record(path: Path | str) -> dict:
+    """A visit job's ``job.json``: visit (from the folder name), Slurm job id, host, start and end (UTC)."""
+    path = Path(path)
+    record = json.loads(path.read_text())
+    return {
+        "visit": int(path.parent.name),
+        "slurm_job_id": str(record.get("slurm_job_id", "")),
+        "host": record.get("host", ""),
+        "start": pd.to_datetime(record.get("start"), utc=True),
+        "end": pd.to_datetime(record.get("end"), utc=True),
+    }
 
 
 def add_job_accounting(table: pd.DataFrame, jobs: pd.DataFrame, accounting: pd.DataFrame) -> pd.DataFrame:

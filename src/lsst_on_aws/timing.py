@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from lsst_on_aws import summary
+
 COLUMNS = [
     "kind",  # "job" or "quantum"
     "rule",
@@ -56,6 +58,10 @@ COLUMNS = [
 _VISIT_IN_PATH = re.compile(r"/(?:visits|raws?)/(\d+)/")
 
 
+# benchmark columns -> timing columns
+BENCHMARK_COLUMNS = summary.BENCHMARK_COLUMNS | {"io_in": "io_in_mb", "io_out": "io_out_mb"}
+
+
 def read_benchmark_file(path: Path | str) -> dict:
     """One job's row from its Snakemake benchmark file (the mean over repeats).
 
@@ -63,42 +69,17 @@ def read_benchmark_file(path: Path | str) -> dict:
     ``raw/`` or ``raws/`` in the path.
     """
     path = Path(path)
-    table = pd.read_csv(path, sep="\t")
-
-    def mean(column: str) -> float:
-        if column not in table:
-            return float("nan")
-        values = pd.to_numeric(table[column], errors="coerce")
-        return float(values.mean()) if values.notna().any() else float("nan")
-
+    usage = summary.read_benchmark(path, BENCHMARK_COLUMNS)
     match = _VISIT_IN_PATH.search(path.as_posix())
-    wall = mean("s")
     end = pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC")
     return {
         "kind": "job",
         "rule": path.stem,
         "visit": int(match.group(1)) if match else pd.NA,
-        "start": end - pd.Timedelta(seconds=wall),
+        "start": end - pd.Timedelta(seconds=usage["wall_s"]),
         "end": end,
         "time_source": "benchmark-file",
-        "wall_s": wall,
-        "cpu_s": mean("cpu_time"),
-        "max_rss_mb": mean("max_rss"),
-        "io_in_mb": mean("io_in"),
-        "io_out_mb": mean("io_out"),
-    }
-
-
-def read_job_record(path: Path | str) -> dict:
-    """A visit job's ``job.json``: visit (from the folder name), Slurm job id, host, start, end."""
-    path = Path(path)
-    record = json.loads(path.read_text())
-    return {
-        "visit": int(path.parent.name),
-        "slurm_job_id": str(record.get("slurm_job_id", "")),
-        "node": record.get("host", ""),
-        "start": pd.Timestamp(record["start"]),
-        "end": pd.Timestamp(record["end"]),
+        **usage,
     }
 
 
@@ -151,14 +132,14 @@ def timing_table(
         jobs, or None.
     """
     jobs = pd.DataFrame([read_benchmark_file(p) for p in benchmark_paths])
-    records = {r["visit"]: r for r in map(read_job_record, job_paths)}
+    records = {r["visit"]: r for r in map(summary.read_job_record, job_paths)}
     for i, row in jobs.iterrows():
         record = records.get(row["visit"]) if row["rule"] == "process_visit" else None
         if record is not None:
             jobs.loc[i, ["start", "end", "node", "slurm_job_id"]] = [
                 record["end"] - pd.Timedelta(seconds=row["wall_s"]),
                 record["end"],
-                record["node"],
+                record["host"],
                 record["slurm_job_id"],
             ]
             jobs.loc[i, ["time_source", "run"]] = ["job.json", runs.get(record["visit"], "")]
@@ -169,7 +150,7 @@ def timing_table(
         jobs = jobs.merge(slurm, on="slurm_job_id", how="left")
         node = accounting.set_index("slurm_job_id")["slurm_node"]
         jobs["node"] = jobs["slurm_job_id"].map(node).fillna(jobs["node"])
-    hosts = {r["node"] for r in records.values()}
+    hosts = {r["host"] for r in records.values()}
     if len(hosts) == 1 and not any(r["slurm_job_id"] for r in records.values()):
         # a local run: every job ran on the machine the visit jobs recorded
         jobs["node"] = jobs["node"].fillna(hosts.pop()) if "node" in jobs else hosts.pop()
