@@ -7,7 +7,7 @@ import pandas as pd
 from botocore.exceptions import NoCredentialsError
 
 from lsst_on_aws.costs import actual_bill
-from lsst_on_aws.logs import to_log
+from lsst_on_aws.logs import fail, to_log
 
 with to_log(snakemake.log[0]) as log:
     timings = pd.read_parquet(snakemake.input.timings)
@@ -18,10 +18,11 @@ with to_log(snakemake.log[0]) as log:
     try:
         bill = actual_bill(ce, snakemake.params.tag_key, snakemake.params.tag_value, start, end)
     except NoCredentialsError:
-        raise SystemExit(
+        fail(
+            log,
             "The bill comes from AWS Cost Explorer and needs AWS credentials: none were found"
-            " (run `aws configure`, or set AWS_PROFILE)."
-        ) from None
+            " (run `aws configure`, or set AWS_PROFILE).",
+        )
     bill.to_csv(snakemake.output.csv, index=False)
     log.info(
         "Cost Explorer, %s to %s, tag %s=%s: $%.2f over %d rows (%d estimated); it lags about a day",

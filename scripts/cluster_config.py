@@ -1,11 +1,9 @@
 """Snakemake adapter: render the ParallelCluster configuration and check it offline (pcluster's schema)."""
 
-import sys
-
 import yaml
 
 from lsst_on_aws import cluster
-from lsst_on_aws.logs import to_log
+from lsst_on_aws.logs import fail, to_log
 
 config = snakemake.params.config
 with to_log(snakemake.log[0]) as log:
@@ -14,9 +12,7 @@ with to_log(snakemake.log[0]) as log:
         doc = cluster.render(config, allowed_ips=allowed)
         cluster.check(doc, config["cluster"]["name"])
     except cluster.ClusterConfigError as err:
-        log.error("%s", err)
-        print(f"Cluster configuration error: {err}", file=sys.__stderr__)
-        sys.exit(1)
+        fail(log, f"Cluster configuration error: {err}")
     with open(snakemake.output.yaml, "w") as out:
         out.write("# ParallelCluster v3 configuration, rendered by the workflow from config/config.yaml\n")
         yaml.safe_dump(doc, out, sort_keys=False)

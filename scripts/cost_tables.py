@@ -1,11 +1,9 @@
 """Snakemake adapter: the run's cost tables (per job, task, visit, detector, category; other instances)."""
 
-import sys
-
 import pandas as pd
 
 from lsst_on_aws import costs
-from lsst_on_aws.logs import to_log
+from lsst_on_aws.logs import fail, to_log
 
 cluster, settings = snakemake.params.cluster, snakemake.params.costs
 with to_log(snakemake.log[0]) as log:
@@ -21,9 +19,7 @@ with to_log(snakemake.log[0]) as log:
         on_demand, spot = prices(cluster["compute_instance_type"])
         head, _ = prices(cluster["head_node_instance_type"])
     except costs.PriceError as err:
-        log.error("%s", err)
-        print(f"Cost tables: {err} (config keys cluster.*_instance_type, costs.prices)", file=sys.__stderr__)
-        sys.exit(1)
+        fail(log, f"Cost tables: {err} (config keys cluster.*_instance_type, costs.prices)")
     jobs = costs.run_job_costs(timings, snakemake.params.requested, on_demand, spot)
     fixed = costs.fixed_costs(
         jobs,

@@ -1,12 +1,11 @@
 """Snakemake adapter: the pre-flight estimate and the budget check (fails when over budget)."""
 
 import json
-import sys
 
 import pandas as pd
 
 from lsst_on_aws import costs
-from lsst_on_aws.logs import to_log
+from lsst_on_aws.logs import fail, to_log, to_terminal
 
 cluster, budget, settings = snakemake.params.cluster, snakemake.params.budget, snakemake.params.costs
 with to_log(snakemake.log[0]) as log:
@@ -19,10 +18,7 @@ with to_log(snakemake.log[0]) as log:
             cache=costs.PriceCache("resources/prices/cache.json", settings["price_cache_days"]),
         )
     except costs.PriceError as err:
-        log.error("%s", err)
-        print(f"Pre-flight estimate: {err} (config keys cluster.compute_instance_type, costs.prices)",
-              file=sys.__stderr__)  # fmt: skip
-        sys.exit(1)
+        fail(log, f"Pre-flight estimate: {err} (config keys cluster.compute_instance_type, costs.prices)")
     price = spot if cluster["market"] == "spot" else on_demand
     per_ccd = tuple(budget["core_s_per_ccd"])
     basis = f"{per_ccd[0]:g}-{per_ccd[1]:g} core-s per CCD"
@@ -48,11 +44,9 @@ with to_log(snakemake.log[0]) as log:
     try:
         record["decision"] = costs.check_budget(est, budget["max_usd"], budget["override"])
     except costs.BudgetError as err:
-        log.error("%s", err)
-        print(f"Budget check: {err} (set budget.override: true to go ahead)", file=sys.__stderr__)
-        sys.exit(1)
+        fail(log, f"Budget check: {err} (set budget.override: true to go ahead)")
     log.info("%s", record["decision"])
-    print(f"Pre-flight estimate: {record['decision']}", file=sys.__stderr__)
+    to_terminal(f"Pre-flight estimate: {record['decision']}")
     with open(snakemake.output.json, "w") as out:
         json.dump(record, out, indent=2)
         out.write("\n")

@@ -1,14 +1,13 @@
 """Snakemake adapter: validate the cluster against AWS before anything is created."""
 
 import json
-import sys
 from pathlib import Path
 
 import boto3
 import yaml
 
 from lsst_on_aws import cluster
-from lsst_on_aws.logs import to_log
+from lsst_on_aws.logs import fail, to_log
 
 with to_log(snakemake.log[0]) as log:
     session = boto3.Session(region_name=snakemake.params.region)
@@ -19,9 +18,7 @@ with to_log(snakemake.log[0]) as log:
         cluster.check(doc, snakemake.params.name, ec2=session.client("ec2"))
         messages = cluster.dry_run(snakemake.input.yaml, snakemake.params.name, snakemake.params.suppress)
     except (cluster.CredentialsError, cluster.ClusterConfigError) as err:
-        log.error("%s", err)
-        print(f"Cluster validation failed: {err}", file=sys.__stderr__)
-        sys.exit(1)
+        fail(log, f"Cluster validation failed: {err}")
     for message in messages:
         log.info("pcluster %s %s: %s", message.get("level"), message.get("type"), message.get("message"))
     record = {

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 
 @contextlib.contextmanager
@@ -28,3 +29,15 @@ def to_log(path: str | Path):
             raise
         finally:
             root.removeHandler(handler)
+
+
+def to_terminal(text: str) -> None:
+    """A line for the user's terminal, past the redirection of :func:`to_log`."""
+    print(text, file=sys.__stderr__, flush=True)
+
+
+def fail(log: logging.Logger, text: str) -> NoReturn:
+    """End a script on a known error: ``text`` in its log and on the terminal, and exit status 1."""
+    log.error("%s", text)
+    to_terminal(text)
+    raise SystemExit(1)
