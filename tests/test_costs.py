@@ -125,26 +125,19 @@ def test_pricing_api_without_a_price_is_an_error():
             costs.api_price(pricing, "c6i.8xlarge", "us-east-1")
 
 
+def spot_history(*zone_prices: tuple[str, str]) -> list[dict]:
+    """describe_spot_price_history entries for c6i.8xlarge, on 2026-11-25, one per (zone, price)."""
+    when = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    return [
+        {"AvailabilityZone": zone, "InstanceType": "c6i.8xlarge", "SpotPrice": price, "Timestamp": when}
+        for zone, price in zone_prices
+    ]
+
+
 def test_spot_price_is_the_lowest_zone_with_stubber():
     """Spot history through Stubber, with a canned answer of two zones."""
-    ec2 = boto3.client(
-        "ec2", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
-    )
-    when = datetime(2026, 11, 25, 12, tzinfo=UTC)
-    history = [
-        {
-            "AvailabilityZone": "us-east-1a",
-            "InstanceType": "c6i.8xlarge",
-            "SpotPrice": "0.3400",
-            "Timestamp": when,
-        },
-        {
-            "AvailabilityZone": "us-east-1b",
-            "InstanceType": "c6i.8xlarge",
-            "SpotPrice": "0.2900",
-            "Timestamp": when,
-        },
-    ]
+    ec2 = fake_client("ec2")
+    history = spot_history(("us-east-1a", "0.3400"), ("us-east-1b", "0.2900"))
     with Stubber(ec2) as stub:
         stub.add_response("describe_spot_price_history", {"SpotPriceHistory": history})
         price = costs.spot_price(ec2, C6I_8XL)
@@ -352,15 +345,7 @@ def test_run_prices_from_aws_are_cached(tmp_path):
     botocore's Stubber: moto has no Pricing API), then the cache answers a second run
     without any call (a Stubber with no responses left would fail if asked)."""
     pricing, ec2 = fake_client("pricing"), fake_client("ec2")
-    when = datetime(2026, 11, 25, 12, tzinfo=UTC)
-    history = [
-        {
-            "AvailabilityZone": "us-east-1a",
-            "InstanceType": "c6i.8xlarge",
-            "SpotPrice": "0.31",
-            "Timestamp": when,
-        }
-    ]
+    history = spot_history(("us-east-1a", "0.31"))
 
     class Session:
         def client(self, service, region_name=None):

@@ -13,6 +13,7 @@ its provenance.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -171,11 +172,8 @@ def spot_price(ec2, on_demand: Price) -> Price:
     if not history:
         raise PriceError(f"no spot price history for {on_demand.instance_type} in {on_demand.region}")
     best = min(history, key=lambda h: float(h["SpotPrice"]))
-    return Price(
-        instance_type=on_demand.instance_type,
-        region=on_demand.region,
-        vcpu=on_demand.vcpu,
-        memory_gib=on_demand.memory_gib,
+    return dataclasses.replace(
+        on_demand,
         usd_per_hour=float(best["SpotPrice"]),
         market="spot",
         source="spot-history",
@@ -263,15 +261,11 @@ DEFAULT_SPOT_FRACTION = 0.25
 
 def assumed_spot(on_demand: Price, fraction: float = DEFAULT_SPOT_FRACTION) -> Price:
     """A spot price taken as ``fraction`` of an on-demand price, when spot history cannot be read."""
-    return Price(
-        instance_type=on_demand.instance_type,
-        region=on_demand.region,
-        vcpu=on_demand.vcpu,
-        memory_gib=on_demand.memory_gib,
+    return dataclasses.replace(
+        on_demand,
         usd_per_hour=on_demand.usd_per_hour * fraction,
         market="spot",
         source=f"{on_demand.source} x {fraction:g} (assumed spot fraction)",
-        as_of=on_demand.as_of,
     )
 
 
