@@ -26,12 +26,17 @@ from lsst.daf.butler import Butler, MissingCollectionError
 from . import simcam
 
 
-def export_visit(repo: str, run: str, visit: int, summary_path: Path, sources_path: Path) -> dict:
+def open_butler(repo: str | Butler) -> Butler:
+    """``repo`` itself when it is a Butler already (one per process), else a Butler for that path."""
+    return repo if isinstance(repo, Butler) else Butler.from_config(repo)
+
+
+def export_visit(repo: str | Butler, run: str, visit: int, summary_path: Path, sources_path: Path) -> dict:
     """Write the visit's summary (JSON) and its sources (parquet); return the summary."""
-    butler = Butler.from_config(repo, collections=[run])
+    butler = open_butler(repo)
     data_id = {"instrument": simcam.NAME, "visit": visit}
-    stats = dict(butler.get("visit_summary_stats", data_id))
-    per_detector = butler.get("visit_summary", data_id)
+    stats = dict(butler.get("visit_summary_stats", data_id, collections=[run]))
+    per_detector = butler.get("visit_summary", data_id, collections=[run])
     refs = butler.query_datasets("single_visit_source", collections=run, data_id=data_id)
     tables = [butler.get(ref) for ref in sorted(refs, key=lambda r: r.dataId["detector"])]
     sources = vstack(tables) if tables else None
@@ -82,7 +87,7 @@ def write_failed_visit(
     return result
 
 
-def quantum_timings(repo: str, run: str) -> list[dict]:
+def quantum_timings(repo: str | Butler, run: str) -> list[dict]:
     """Per-quantum run time, CPU time and peak memory, from the ``<label>_metadata`` datasets of ``run``.
 
     The executor records, for each quantum, the UTC time, process CPU time
@@ -91,7 +96,7 @@ def quantum_timings(repo: str, run: str) -> list[dict]:
     ``start`` and ``end`` (UTC ISO), ``wall_s``, ``cpu_s`` and ``max_rss_mb``.
     An empty list when the run holds no metadata (pipetask never ran).
     """
-    butler = Butler.from_config(repo)
+    butler = open_butler(repo)
     try:
         butler.collections.get_info(run)
     except MissingCollectionError:
@@ -116,7 +121,7 @@ def quantum_timings(repo: str, run: str) -> list[dict]:
     return sorted(records, key=lambda r: (r["start"], r["task_label"]))
 
 
-def write_quantum_timings(repo: str | None, run: str, path: Path) -> list[dict]:
+def write_quantum_timings(repo: str | Butler | None, run: str, path: Path) -> list[dict]:
     """Write :func:`quantum_timings` of ``run`` as JSON (an empty list when ``repo`` is None)."""
     records = quantum_timings(repo, run) if repo is not None else []
     path.parent.mkdir(parents=True, exist_ok=True)

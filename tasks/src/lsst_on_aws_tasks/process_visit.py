@@ -153,7 +153,8 @@ def process_visit(
         error = f"exit status {status}" if status else None
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
-    export.write_quantum_timings(repo, run, quanta_path)
+    butler = export.open_butler(repo)  # one, for the timings and the export
+    export.write_quantum_timings(butler, run, quanta_path)
     if error is not None:
         failures = failed_quanta(json.loads(report_path.read_text())) if report_path.exists() else []
         if not failures or not all(is_data_error(f["exception"]) for f in failures):
@@ -164,7 +165,7 @@ def process_visit(
         reason = failure_reason(failures)
         print(f"visit {visit} failed for a reason in its data: {reason}", flush=True)
         return export.write_failed_visit(visit, run, reason, failures, summary_path, sources_path)
-    return export.export_visit(repo, run, visit, summary_path, sources_path)
+    return export.export_visit(butler, run, visit, summary_path, sources_path)
 
 
 def write_job_record(path: Path, start: datetime) -> None:
