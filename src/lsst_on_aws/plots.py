@@ -12,6 +12,14 @@ import pandas as pd
 BAND_COLOURS = {"g": "tab:green", "r": "tab:red", "i": "tab:orange", "z": "tab:purple", "y": "tab:brown"}
 
 
+def _visit_job_times(ax, x, table: pd.DataFrame) -> None:
+    """Wall time (wide, grey) and CPU time (narrow, blue) of each visit's process_visit job."""
+    ax.bar(x, table["wall_s"], color="lightgray", label="wall")
+    ax.bar(x, table["cpu_s"], color="tab:blue", width=0.5, label="CPU")
+    ax.set_ylabel("process_visit time (s)")
+    ax.legend(frameon=False)
+
+
 def plot_visits(table: pd.DataFrame, path: str) -> None:
     """Four panels per visit: PSF FWHM, sources, sky level, and the job's wall and CPU time.
 
@@ -31,11 +39,7 @@ def plot_visits(table: pd.DataFrame, path: str) -> None:
         ax.set_ylabel(label)
         for name in failed:  # no bar: say why there is none
             ax.annotate("failed", (name, 0), rotation=90, ha="center", va="bottom", color="tab:red")
-    ax = axes[1, 1]
-    ax.bar(x, table["wall_s"], color="lightgray", label="wall")
-    ax.bar(x, table["cpu_s"], color="tab:blue", width=0.5, label="CPU")
-    ax.set_ylabel("process_visit time (s)")
-    ax.legend(frameon=False)
+    _visit_job_times(axes[1, 1], x, table)
     for ax in axes[1]:
         ax.set_xlabel("visit")
     handles = [
@@ -137,11 +141,8 @@ def plot_efficiency(timings: pd.DataFrame, path: str) -> None:
     visits = jobs[jobs["rule"] == "process_visit"].sort_values("visit")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     x = visits["visit"].astype(str)
-    left.bar(x, visits["wall_s"], color="lightgray", label="wall")
-    left.bar(x, visits["cpu_s"], color="tab:blue", width=0.5, label="CPU")
+    _visit_job_times(left, x, visits)
     left.set_xlabel("visit")
-    left.set_ylabel("process_visit time (s)")
-    left.legend(frameon=False)
     by_rule = jobs.groupby("rule")[["cpu_s", "wall_s"]].sum()
     efficiency = (by_rule["cpu_s"] / by_rule["wall_s"]).sort_values()
     right.barh(efficiency.index, efficiency, color="tab:orange")
