@@ -4,6 +4,7 @@
 # results/simulated/              refcat.parquet, calib/, raw/<visit>/, truth/<visit>.parquet
 # results/butler/repo/            the Butler repository (SQLite registry + files)
 # results/butler/*.json           records of repository set-up, ingest and the output chain
+# results/batches/<batch>/        what each processing job (a batch of visits) wrote
 # results/visits/<visit>/         summary.json and sources.parquet exported from the Butler
 # results/summary/                visits.{csv,parquet}, truth_check.csv, figures
 # results/costs/                  estimate.json, timings.{parquet,csv}, cost tables, figures
@@ -34,8 +35,16 @@ include: "rules/provenance.smk"
 include: "rules/cluster.smk"
 
 
+# Run by Snakemake itself, never submitted to Slurm: aggregates, copies
+# and the Butler's one-off set-up steps (seconds each: a
+# Slurm job apiece would add its queue and status-check delay to each).
 localrules:
     all,
+    create_repo,
+    register_instrument,
+    register_dataset_types,
+    ingest_calibs,
+    visit_results,
     chain_visits,
     summarise_visits,
     check_truth,

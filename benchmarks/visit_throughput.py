@@ -1,27 +1,37 @@
-"""What each visit costs over its pure work: Slurm job arrays, the local executor, one pipetask.
+"""What each visit costs over its pure work: Slurm job arrays, batches, the local executor, one pipetask.
 
-For each visit count N, in a temporary copy of the workflow with N simulated
-visits (SimCam, 4 detectors of 512 x 512 pixels each), after simulation and
-ingest (not timed), the processing of all N visits is timed three ways,
+For each visit count N, in a copy of the workflow with N simulated visits
+(SimCam, 4 detectors of 512 x 512 pixels each), after simulation and ingest
+(not timed), the processing of all N visits is timed several ways ("legs"),
 side by side in one run:
 
 ``slurm``
     ``snakemake --profile profiles/slurm`` on the local Slurm
-    (``tests/services/slurm.sh start``): one job per visit, submitted as job
-    arrays; the number of ``sbatch`` calls is read from Snakemake's log.
-``local``
-    plain ``snakemake`` with the local executor, as many jobs at once as cores.
+    (``tests/services/slurm.sh start``): one job per visit
+    (``visits_per_job=1``), submitted as job arrays; the number of ``sbatch``
+    calls is read from Snakemake's log.
+``slurm-batch``
+    the same with ``visits_per_job=B`` (``--batch``): one job per B visits.
+``local``, ``local-batch``
+    plain ``snakemake`` with the local executor, as many jobs at once as
+    cores, one visit or B visits per job.
 ``pipetask``
     one ``pipetask run`` over all N visits in one process, into one RUN: the
     least the middleware can do.
 
-The pure work of a visit is the marginal cost of one more visit in the
-single pipetask process, (t(N_max) - t(N_min)) / (N_max - N_min). The fixed
-cost a visit adds under an executor is then its core-seconds per visit
-(wall time x cores / N) minus that pure work.
+Every workflow leg forces ``process_batch`` and ends with the visits'
+per-visit files, so each pays the whole per-visit path. The pure work of a
+visit is the marginal cost of one more visit in the single pipetask
+process, (t(N_max) - t(N_min)) / (N_max - N_min). The fixed cost a visit
+adds under an executor is then its core-seconds per visit (wall time x
+cores / N) minus that pure work.
 
-    .venv/bin/python benchmarks/visit_throughput.py --visits 1 50 \\
+    .venv/bin/python benchmarks/visit_throughput.py --visits 1 50 --batch 25 \\
         --output benchmarks/results/visit_throughput.json
+
+``--workdir`` keeps the copies (``<dir>/workflow-<N>``) and reuses their
+simulated and ingested visits on the next call; ``--prep-only`` stops after
+that preparation, which takes about 5.5 s a visit on two cores.
 """
 
 from __future__ import annotations
@@ -83,64 +93,114 @@ def sbatch_calls(workdir: Path) -> int:
     return len(re.findall(r"has been submitted with SLURM jobid|^Submitted array job", text, re.M))
 
 
-def measure(n: int, root: Path) -> dict:
-    work = copy_workflow(root / f"workflow-{n}")
-    (work / "config/visits.tsv").write_text(visit_table(n))
+LEGS = ["slurm", "slurm-batch", "local", "local-batch", "pipetask"]
+
+
+def prepare(n: int, root: Path) -> tuple[Path, float]:
+    """The workflow copy for N visits, simulated and ingested: its folder and the time that took."""
+    work = root / f"workflow-{n}"
     snakemake = str(BIN / "snakemake")
-    visits = [f"results/visits/{v}/summary.json" for v in range(1, n + 1)]
+    if not work.exists():
+        copy_workflow(work)
+        (work / "config/visits.tsv").write_text(visit_table(n))
+    else:  # an earlier preparation, perhaps interrupted: go on from where it stopped
+        run([snakemake, "--unlock"], work)
     prep_targets = [f"results/butler/raws/{v}.json" for v in range(1, n + 1)]
     prep_targets += ["results/butler/calibs.json", "results/butler/dataset_types.json"]
-    prep_s, _ = run([snakemake, "--cores", str(CORES), *prep_targets], work)
+    prep_s, _ = run([snakemake, "--cores", str(CORES), "--rerun-incomplete", *prep_targets], work)
+    return work, prep_s
 
-    local_s, _ = run([snakemake, "--cores", str(CORES), *visits], work)
-    slurm_s, _ = run([snakemake, "--profile", "profiles/slurm", "--forcerun", "process_visit", *visits], work)
-    sbatch = sbatch_calls(work)
 
+def workflow_leg(work: Path, n: int, leg: str, batch: int) -> dict:
+    """Process N visits through the workflow (forced) on one leg: wall time, and sbatch calls under Slurm."""
+    per_job = batch if leg.endswith("-batch") else 1
+    cmd = [str(BIN / "snakemake")]
+    cmd += ["--profile", "profiles/slurm"] if leg.startswith("slurm") else ["--cores", str(CORES)]
+    cmd += ["--config", f"visits_per_job={per_job}", "--forcerun", "process_batch", "--"]
+    cmd += [f"results/visits/{v}/summary.json" for v in range(1, n + 1)]
+    wall, _ = run(cmd, work)
+    out = {f"{leg}_s": round(wall, 1)}
+    if leg.startswith("slurm"):
+        out[f"{leg}_sbatch_calls"] = sbatch_calls(work)
+    return out
+
+
+def pipetask_leg(work: Path, n: int) -> float:
+    """All N visits in one pipetask process, into a RUN of its own: the wall time."""
     config = yaml.safe_load((work / "config/config.yaml").read_text())
     overrides = " ".join(f"-c measure:{k}={v}" for k, v in sorted(config["processing"].items()))
     tag = config["stack"]["tag"]
     where = f"instrument='SimCam' AND visit IN ({', '.join(str(v) for v in range(1, n + 1))})"
-    direct_s, _ = run(
+    run_name = f"bench/direct/{time.strftime('%Y%m%dT%H%M%S')}"
+    wall, _ = run(
         f"source resources/stack/{tag}/activate.sh && pipetask run -b {config['butler']['repo']}"
-        f" -i SimCam/defaults --output-run bench/direct -p {config['pipeline']['file']} {overrides}"
+        f" -i SimCam/defaults --output-run {run_name} -p {config['pipeline']['file']} {overrides}"
         f' -d "{where}"',
         work,
         shell=True,
     )
-    return {
-        "visits": n,
-        "prep_s": round(prep_s, 1),
-        "slurm_s": round(slurm_s, 1),
-        "slurm_sbatch_calls": sbatch,
-        "local_s": round(local_s, 1),
-        "pipetask_one_process_s": round(direct_s, 1),
-        "slurm_over_pipetask": round(slurm_s / direct_s, 2),
-        "local_over_pipetask": round(local_s / direct_s, 2),
-    }
+    return wall
+
+
+def measure(n: int, root: Path, legs: list[str], batch: int, unbatched_up_to: int) -> dict:
+    work, prep_s = prepare(n, root)
+    result = {"visits": n, "batch": batch, "prep_s": round(prep_s, 1)}
+    if n > unbatched_up_to:
+        legs = [leg for leg in legs if leg.endswith("-batch") or leg == "pipetask"]
+    for leg in legs:
+        if leg == "pipetask":
+            result["pipetask_s"] = round(pipetask_leg(work, n), 1)
+        else:
+            result |= workflow_leg(work, n, leg, batch)
+        print(json.dumps(result), flush=True)
+    if "pipetask_s" in result:
+        for leg in legs:
+            if leg != "pipetask":
+                result[f"{leg}_over_pipetask"] = round(result[f"{leg}_s"] / result["pipetask_s"], 2)
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--visits", type=int, nargs="+", default=[1, 50, 500])
-    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--batch", type=int, default=25, help="visits per job of the -batch legs")
+    parser.add_argument("--legs", nargs="+", choices=LEGS, default=LEGS)
+    parser.add_argument(
+        "--unbatched-up-to",
+        type=int,
+        default=50,
+        help="run the one-visit-per-job legs only up to this many visits (500 under Slurm take about 2 h)",
+    )
+    parser.add_argument("--workdir", type=Path, help="keep the workflow copies here and reuse them")
+    parser.add_argument("--prep-only", action="store_true", help="only simulate and ingest the visits")
+    parser.add_argument("--output", type=Path)
     args = parser.parse_args()
+    if not args.prep_only and args.output is None:
+        parser.error("--output is needed unless --prep-only")
     with tempfile.TemporaryDirectory() as tmp:
-        results = []
-        for n in args.visits:
-            results.append(measure(n, Path(tmp)))
-            print(json.dumps(results[-1]), flush=True)
-    lo, hi = min(results, key=lambda r: r["visits"]), max(results, key=lambda r: r["visits"])
-    summary = {}
-    if hi["visits"] > lo["visits"]:
-        pure = (hi["pipetask_one_process_s"] - lo["pipetask_one_process_s"]) / (hi["visits"] - lo["visits"])
-        summary = {
-            "pure_work_per_visit_s": round(pure, 2),
-            "cores": CORES,
-            "fixed_core_s_per_visit": {
-                executor: round(hi[f"{executor}_s"] * CORES / hi["visits"] - pure, 2)
-                for executor in ("slurm", "local")
-            },
-        }
+        root = args.workdir or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        if args.prep_only:
+            for n in args.visits:
+                print(json.dumps({"visits": n, "prep_s": round(prepare(n, root)[1], 1)}), flush=True)
+            return
+        results = [measure(n, root, args.legs, args.batch, args.unbatched_up_to) for n in args.visits]
+    summary = {"cores": CORES}
+    with_pipetask = [r for r in results if "pipetask_s" in r]
+    lo = min(with_pipetask, key=lambda r: r["visits"], default=None)
+    hi = max(with_pipetask, key=lambda r: r["visits"], default=None)
+    if lo and hi["visits"] > lo["visits"]:
+        pure = (hi["pipetask_s"] - lo["pipetask_s"]) / (hi["visits"] - lo["visits"])
+        summary["pure_work_per_visit_s"] = round(pure, 2)
+        # each leg at the largest N it ran
+        fixed = {}
+        for leg in args.legs:
+            ran = [r for r in results if f"{leg}_s" in r]
+            if leg != "pipetask" and ran:
+                top = max(ran, key=lambda r: r["visits"])
+                per_visit = top[f"{leg}_s"] * CORES / top["visits"]
+                fixed[f"{leg} ({top['visits']} visits)"] = round(per_visit - pure, 2)
+        summary["fixed_core_s_per_visit"] = fixed
     record = {
         "benchmark": "visit_throughput",
         "date": time.strftime("%Y-%m-%d"),

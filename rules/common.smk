@@ -14,6 +14,7 @@ from lsst_on_aws_tasks import simcam
 
 wildcard_constraints:
     visit=r"\d+",
+    batch=r"\d+-\d+",
     tag=r"[A-Za-z0-9._-]+",
 
 
@@ -28,6 +29,9 @@ except checks.ConfigError as err:
     # one sentence, no traceback: the message names the key and the reason
     sys.exit(f"Configuration error: {err}")
 
+# processing batch name ("<first>-<last>" visit of its run of the table) -> its visits
+BATCHES = checks.batches(VISITS["visit"], PROCESS_VISITS, config["visits_per_job"])
+BATCH_OF = {visit: name for name, members in BATCHES.items() for visit in members}
 STACK = f"resources/stack/{config['stack']['tag']}"
 REPO = config["butler"]["repo"]
 DEFAULT_INPUTS = f"{simcam.NAME}/defaults"
@@ -76,9 +80,19 @@ def calib_dir(wildcards=None):
     return "results/simulated/calib"
 
 
-def visit_run(wildcards):
-    """The RUN collection a visit's processing writes."""
-    return f"{config['butler']['output']}/{wildcards.visit}"
+def batch_visits(wildcards):
+    """The visits a processing batch runs, in order."""
+    return BATCHES[wildcards.batch]
+
+
+def batch_raw_records(wildcards):
+    """The ingest records of a batch's visits."""
+    return expand("results/butler/raws/{visit}.json", visit=batch_visits(wildcards))
+
+
+def visit_batch(wildcards):
+    """The record of the batch that processes a visit (its results are in folders beside it)."""
+    return f"results/batches/{BATCH_OF[int(wildcards.visit)]}/batch.json"
 
 
 def pipetask_overrides(wildcards=None):
@@ -92,13 +106,6 @@ def pipetask_overrides(wildcards=None):
 def visit_outputs(name):
     """One per-visit output path for every processed visit."""
     return expand("results/visits/{visit}/{name}", visit=PROCESS_VISITS, name=name)
-
-
-def visit_benchmarks(wildcards=None):
-    """The process_visit benchmark file of every processed visit."""
-    return expand(
-        "results/benchmarks/visits/{visit}/process_visit.tsv", visit=PROCESS_VISITS
-    )
 
 
 def truth_tables(wildcards=None):
@@ -192,12 +199,13 @@ def job_benchmarks(wildcards=None):
     """The benchmark file of every job up to the visit summary, for the timing table."""
     per_run = ["create_repo", "register_instrument", "register_dataset_types"]
     per_run += ["ingest_calibs", "chain_visits", "summarise_visits"]
-    per_visit = ["ingest_raws", "process_visit"]
+    per_visit = ["ingest_raws", "visit_results"]
     if config["data"]["source"] == "simulated":
         per_run += ["simulate_reference_catalog", "simulate_calibs"]
         per_visit.append("simulate_raws")
     paths = [getattr(rules, name).benchmark for name in per_run]
     paths += expand(rules.install_stack.benchmark, tag=config["stack"]["tag"])
+    paths += expand(rules.process_batch.benchmark, batch=BATCHES)
     for name in per_visit:
         paths += expand(getattr(rules, name).benchmark, visit=PROCESS_VISITS)
     return paths

@@ -5,7 +5,6 @@ rule summarise_visits:
     input:
         summaries=visit_outputs("summary.json"),
         jobs=visit_outputs("job.json"),
-        benchmarks=visit_benchmarks(),
     output:
         csv=report(
             "results/summary/visits.csv",

@@ -6,7 +6,7 @@ from lsst_on_aws.summary import add_job_accounting, failed_visits, read_jobs, vi
 
 with to_log(snakemake.log[0]) as log:
     bands = {int(k): v for k, v in snakemake.params.bands.items()}
-    table = visit_table(list(snakemake.input.summaries), list(snakemake.input.benchmarks), bands)
+    table = visit_table(list(snakemake.input.summaries), bands)
     jobs = read_jobs(list(snakemake.input.jobs))
     accounting = job_accounting(jobs["slurm_job_id"])
     log.info("Slurm accounting for %d of %d visits", len(accounting), len(table))

@@ -4,7 +4,9 @@ A directory data source (a copy of the embedded run's simulated raws and
 calibrations) with one truncated raw file and one raw file from another
 instrument. Each bad visit must end as a recorded failure whose reason names
 the file; the good visit is processed and chained; the summary lists all
-three; Snakemake itself succeeds and warns about the failed visits.
+three; Snakemake itself succeeds and warns about the failed visits. Locally
+the visits run in batches of three visits of the table (1-3 holds the good
+visit 2 and the truncated visit 3): a bad visit does not stop its batch.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def make_bad_data(demo_run, data):
     return truncated, foreign
 
 
-def run_with_bad_data(demo_run, tmp_path, *profile):
+def run_with_bad_data(demo_run, tmp_path, *profile, visits_per_job=1):
     """Run visits 2, 3 and 4 of the bad data set; return (workdir, result, bad files)."""
     truncated, foreign = make_bad_data(demo_run, tmp_path / "data")
     workdir = copy_workflow(tmp_path / "workflow")
@@ -42,7 +44,8 @@ def run_with_bad_data(demo_run, tmp_path, *profile):
     # sbatch --wrap="...", and a --config value holding quotes breaks that quoting
     overrides = tmp_path / "bad-data.yaml"
     data = {"source": "directory", "path": str(tmp_path / "data")}
-    overrides.write_text(json.dumps({"data": data, "process_visits": [2, 3, 4]}))
+    settings = {"data": data, "process_visits": [2, 3, 4], "visits_per_job": visits_per_job}
+    overrides.write_text(json.dumps(settings))
     result = snakemake(workdir, *profile, "--configfile", str(overrides))
     return workdir, result, truncated, foreign
 
@@ -80,5 +83,8 @@ print(json.dumps(sorted({r.dataId["exposure"] for r in refs})))
 
 
 def test_bad_files_fail_their_visit_and_the_rest_complete(demo_run, tmp_path):
-    workdir, result, truncated, foreign = run_with_bad_data(demo_run, tmp_path, "--cores", "2")
+    run = run_with_bad_data(demo_run, tmp_path, "--cores", "2", visits_per_job=3)
+    workdir, result, truncated, foreign = run
     check_bad_data_outcome(workdir, result, truncated, foreign)
+    batches = pd.read_csv(workdir / "results/summary/visits.csv").set_index("visit")["batch"]
+    assert batches.to_dict() == {2: "1-3", 3: "1-3", 4: "4-6"}

@@ -73,6 +73,7 @@ def test_every_schema_key_has_description_and_default():
         ({"processing": {"detection_threshold": -1}}, "processing.detection_threshold"),
         ({"stack": {"method": "conda"}}, "stack.method"),
         ({"process_visits": "some"}, "process_visits"),
+        ({"visits_per_job": 0}, "visits_per_job"),
         ({"butler": {"registry": "postgresql://me:secret@db.example/butler"}}, "butler.registry"),
         ({"butler": {"registry": "mysql://db/butler"}}, "butler.registry"),
         ({"butler": {"namespace": "My-Schema"}}, "butler.namespace"),
@@ -176,3 +177,14 @@ def test_command_line_strings_become_schema_types():
     assert typed["stack"]["tag"] == "1.0"  # a string key stays a string
     assert typed["simulation"]["seed"] == "abc"  # left for the schema check to report
     assert checks.coerce_command_line({"process_visits": "all"}, schema) == {"process_visits": "all"}
+
+
+def test_batches_are_runs_of_the_sorted_table():
+    """Runs of the whole sorted table, named by their first and last visit, chosen visits only."""
+    table = [12, 3, 5, 7, 9, 11, 1]
+    assert checks.batches(table, table, 1) == {str(v) + "-" + str(v): [v] for v in sorted(table)}
+    assert checks.batches(table, table, 3) == {"1-5": [1, 3, 5], "7-11": [7, 9, 11], "12-12": [12]}
+    # a visit's batch does not depend on which visits are chosen; empty runs are left out
+    assert checks.batches(table, [5, 12], 3) == {"1-5": [5], "12-12": [12]}
+    # appending visits to the table leaves the earlier batches as they were
+    assert checks.batches([*table, 13, 14], table, 3) == {"1-5": [1, 3, 5], "7-11": [7, 9, 11], "12-14": [12]}

@@ -194,10 +194,10 @@ def known_timings() -> pd.DataFrame:
 
     rows = [
         row("job", "ingest_raws", 1, 0, 360, 300),
-        row("job", "process_visit", 1, 360, 3600, 3000),
-        row("job", "process_visit", 2, 360, 3600, 3600, rss=4096),
-        row("quantum", "process_visit", 1, 400, 1800, 1500, task="measure", detector=0),
-        row("quantum", "process_visit", 1, 2200, 900, 800, task="isr", detector=1),
+        row("job", "process_batch", 1, 360, 3600, 3000),
+        row("job", "process_batch", 2, 360, 3600, 3600, rss=4096),
+        row("quantum", "process_batch", 1, 400, 1800, 1500, task="measure", detector=0),
+        row("quantum", "process_batch", 1, 2200, 900, 800, task="isr", detector=1),
     ]
     table = pd.DataFrame(rows)
     table["visit"] = table["visit"].astype("Int64")
@@ -205,7 +205,7 @@ def known_timings() -> pd.DataFrame:
     return table
 
 
-REQUESTED = {"ingest_raws": {"cpus": 1, "mem_mb": 1000}, "process_visit": {"cpus": 2, "mem_mb": 1000}}
+REQUESTED = {"ingest_raws": {"cpus": 1, "mem_mb": 1000}, "process_batch": {"cpus": 2, "mem_mb": 1000}}
 
 
 def test_run_job_costs_on_demand_and_spot_side_by_side():
@@ -214,8 +214,8 @@ def test_run_job_costs_on_demand_and_spot_side_by_side():
     assert spot.source == "table x 0.25 (assumed spot fraction)"
     jobs = costs.run_job_costs(known_timings(), REQUESTED, C6I_2XL, spot)
     assert len(jobs) == 3  # quanta are not jobs
-    # process_visit: 2 of 8 CPUs for an hour at $0.34/h = $0.085; spot a quarter of that
-    visit = jobs[jobs["rule"] == "process_visit"].iloc[0]
+    # process_batch: 2 of 8 CPUs for an hour at $0.34/h = $0.085; spot a quarter of that
+    visit = jobs[jobs["rule"] == "process_batch"].iloc[0]
     assert visit["node_share"] == pytest.approx(0.25)
     assert visit["usd_on_demand"] == pytest.approx(0.085)
     assert visit["usd_spot"] == pytest.approx(0.02125)
@@ -228,7 +228,7 @@ def test_task_costs_share_a_visit_job_by_quantum_time():
     timings = known_timings()
     jobs = costs.run_job_costs(timings, REQUESTED, C6I_2XL, costs.assumed_spot(C6I_2XL))
     tasks = costs.task_costs(jobs, timings)
-    visit1 = tasks[(tasks["rule"] == "process_visit") & (tasks["visit"] == 1)].set_index("task")
+    visit1 = tasks[(tasks["rule"] == "process_batch") & (tasks["visit"] == 1)].set_index("task")
     assert visit1.loc["measure", "usd_on_demand"] == pytest.approx(0.085 * 1800 / 3600)
     assert visit1.loc["isr", "usd_on_demand"] == pytest.approx(0.085 * 900 / 3600)
     assert visit1.loc["(visit job overhead)", "wall_s"] == pytest.approx(900)
@@ -278,7 +278,7 @@ def test_cost_breakdown_totals_jobs_and_fixed_costs_on_the_chosen_market():
     jobs = costs.run_job_costs(timings, REQUESTED, C6I_2XL, spot)
     fixed = costs.fixed_costs(jobs, T3_MEDIUM, spot, 100, 0.08, 600)
     breakdown = costs.cost_breakdown(jobs, fixed, "spot").set_index("category")["usd"]
-    assert breakdown["jobs: process_visit"] == pytest.approx(2 * 0.02125)
+    assert breakdown["jobs: process_batch"] == pytest.approx(2 * 0.02125)
     assert breakdown["total"] == pytest.approx(jobs["usd_spot"].sum() + fixed["usd"].sum())
 
 
@@ -309,7 +309,7 @@ def test_instance_comparison_from_measured_cpu_and_memory():
 def test_measured_core_seconds_per_ccd_replace_rubins_figures():
     low, high = costs.measured_core_s_per_ccd(known_timings(), REQUESTED, detectors=4)
     assert (low, high) == (pytest.approx(3600 * 2 / 4), pytest.approx(3600 * 2 / 4))
-    with pytest.raises(ValueError, match="no process_visit jobs"):
+    with pytest.raises(ValueError, match="no process_batch jobs"):
         costs.measured_core_s_per_ccd(known_timings().iloc[:1], REQUESTED, 4)
 
 

@@ -52,9 +52,12 @@ def slurm_available() -> None:
 
 @pytest.fixture(scope="session")
 def slurm_run(tmp_path_factory) -> Path:
-    """The embedded default run to completion on the local Slurm, in its own copy of the workflow."""
+    """The embedded default, in batches of three visits, run to completion on the local Slurm (own copy)."""
     slurm_available()
     workdir = copy_workflow(tmp_path_factory.mktemp("slurm") / "workflow")
+    # visits in batches of three under Slurm (two jobs), one each in the local run
+    config = workdir / "config/config.yaml"
+    config.write_text(config.read_text().replace("visits_per_job: 1\n", "visits_per_job: 3\n"))
     result = snakemake(workdir, "--profile", SLURM_PROFILE, timeout=1800)
     if result.returncode != 0:
         pytest.fail(f"the workflow failed on Slurm:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
@@ -99,9 +102,9 @@ def test_jobs_ran_under_slurm(slurm_run):
     n_jobs = sum(1 for _ in (slurm_run / "results/benchmarks").rglob("*.tsv"))
     assert len(ids) < n_jobs
     # every visit was processed inside a Slurm allocation
-    logs = [p.read_text() for p in (slurm_run / "logs/slurm/rule_process_visit").rglob("*.log")]
-    processed = {line.split("=")[1] for text in logs for line in text.split() if line.startswith("visit=")}
-    assert processed == {"1", "2", "3", "4", "5", "6"}
+    logs = [p.read_text() for p in (slurm_run / "logs/slurm/rule_process_batch").rglob("*.log")]
+    processed = {line.split("=")[1] for text in logs for line in text.split() if line.startswith("batch=")}
+    assert processed == {"1-3", "4-6"}
 
 
 def test_same_datasets_as_the_local_run(slurm_run, demo_run):
@@ -124,7 +127,7 @@ def test_same_numbers_as_the_local_run(slurm_run, demo_run):
 
 def test_timing_table_carries_slurm_accounting(slurm_run):
     timings = pd.read_parquet(slurm_run / "results/costs/timings.parquet")
-    visit_jobs = timings[(timings["kind"] == "job") & (timings["rule"] == "process_visit")]
+    visit_jobs = timings[(timings["kind"] == "job") & (timings["rule"] == "process_batch")]
     assert len(visit_jobs) == 6
     assert (visit_jobs["slurm_job_id"] != "").all()
     assert set(visit_jobs["slurm_state"]) == {"COMPLETED"}
@@ -153,12 +156,12 @@ def test_summary_carries_slurm_accounting(slurm_run):
 
 
 def test_cancelled_visit_job_is_retried(slurm_run):
-    """``scancel`` of a running visit job: the profile's retries resubmit it and the run completes.
+    """``scancel`` of a running processing job (visits 1-3): the profile's retries resubmit it.
 
-    The retry first clears what the cancelled attempt left in the visit's
+    The retry first clears what the cancelled attempt left in each visit's
     RUN collection, so the Butler ends with exactly one of each dataset.
     """
-    proc = start_forced_run(slurm_run, "results/visits/2/summary.json")
+    proc = start_forced_run(slurm_run, "results/batches/1-3/batch.json")
     try:
         job = wait_for_running_job(timeout=300)
         time.sleep(8)  # let pipetask start writing into the visit's RUN
@@ -172,8 +175,9 @@ def test_cancelled_visit_job_is_retried(slurm_run):
     assert "CANCELLED" in sacct_states(job)
     counts = stack_python(slurm_run, DATASET_QUERY)
     for name in ("post_isr_image", "single_visit_source", "detector_summary"):
-        visit2 = [row for row in counts[name] if row[0] == 2]
-        assert len(visit2) == 4, (name, visit2)
+        for visit in (1, 2, 3):
+            rows = [row for row in counts[name] if row[0] == visit]
+            assert len(rows) == 4, (name, visit, rows)
     assert counts["chain"] == [f"SimCam/runs/single-visit/{v}" for v in range(1, 7)] + ["SimCam/defaults"]
     assert planned_jobs(snakemake(slurm_run, "--profile", SLURM_PROFILE, "--dry-run")) == {}
 
@@ -248,7 +252,7 @@ def test_visit_job_on_a_node_that_goes_down_is_requeued(slurm_run):
     default). Releasing it sooner starts it while the node still holds the
     killed instance: Slurm then drains the node for a duplicate job id.
     """
-    proc = start_forced_run(slurm_run, "results/visits/3/summary.json")
+    proc = start_forced_run(slurm_run, "results/batches/4-6/batch.json")
     try:
         job = wait_for_running_job(timeout=300)
         node = subprocess.check_output(["squeue", "-h", "-j", job, "-o", "%N"], text=True).strip()
@@ -269,20 +273,20 @@ def test_visit_job_on_a_node_that_goes_down_is_requeued(slurm_run):
     attempts = sacct_states(job, "-D")  # -D: every attempt of a requeued job
     assert "NODE_FAIL" in attempts, attempts
     assert attempts[-1] == "COMPLETED", attempts
-    assert_complete(slurm_run, [3])
+    assert_complete(slurm_run, [4, 5, 6])
 
 
 def test_killed_controller_is_rerun_without_duplicates(slurm_run):
     """SIGKILL to Snakemake while its visit jobs run; ``--unlock`` and a rerun finish the work.
 
-    All six visits are forced, one array of six tasks on a two-CPU node, so
-    the killed controller leaves tasks running and pending for about a
-    minute. The rerun cancels them before it submits anything (two jobs must
+    Both batches (all six visits) are forced, one array of two tasks on a
+    two-CPU node, so the killed controller leaves them running for tens of
+    seconds. The rerun cancels them before it submits anything (two jobs must
     never write one visit's RUN at once), runs only the visits that were not
     finished, and leaves one of each dataset.
     """
     visits = [1, 2, 3, 4, 5, 6]
-    targets = [f"results/visits/{v}/summary.json" for v in visits]
+    targets = ["results/batches/1-3/batch.json", "results/batches/4-6/batch.json"]
     proc = start_forced_run(slurm_run, *targets)
     try:
         job = wait_for_running_job(timeout=300, field="%F")
@@ -298,7 +302,7 @@ def test_killed_controller_is_rerun_without_duplicates(slurm_run):
     assert f"Cancelled Slurm jobs {job}:" in rerun.stderr, rerun.stderr[-3000:]
     assert "an earlier, interrupted run of this workflow left them running" in rerun.stderr
     jobs = planned_jobs(rerun)
-    assert 1 <= jobs.get("process_visit", 0) <= len(visits)
+    assert 1 <= jobs.get("process_batch", 0) <= len(visits)
     assert not {"ingest_raws", "simulate_raws", "install_stack", "create_repo"} & set(jobs)
     assert "CANCELLED" in sacct_states(job)
     assert_complete(slurm_run, visits)

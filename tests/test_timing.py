@@ -21,6 +21,16 @@ def write_benchmark(path, wall, cpu, rss, mtime):
     return str(path)
 
 
+def write_job_record(root, visit, batch, start, end, wall, cpu):
+    """A visit's job.json as the processing job writes it."""
+    path = root / f"results/visits/{visit}/job.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"slurm_job_id": "", "host": "node-a", "batch": batch, "visit": visit}
+    record |= {"start": f"{start}.000+00:00", "end": f"{end}.000+00:00"}
+    path.write_text(json.dumps(record | {"wall_s": wall, "cpu_s": cpu, "max_rss_mb": 300.0}))
+    return path
+
+
 @pytest.fixture
 def run_files(tmp_path):
     """A visit's ingest and processing, plus one whole-run job, as the workflow writes them."""
@@ -29,22 +39,10 @@ def run_files(tmp_path):
     benchmarks = [
         write_benchmark(bench / "butler/create_repo.tsv", 3.0, 2.5, 150.0, t + 3),
         write_benchmark(bench / "butler/raws/7/ingest_raws.tsv", 4.0, 3.0, 155.0, t + 8),
-        write_benchmark(bench / "visits/7/process_visit.tsv", 12.0, 10.0, 310.0, t + 30),
+        write_benchmark(bench / "batches/7-7/process_batch.tsv", 12.0, 10.0, 310.0, t + 30),
     ]
-    visit_dir = tmp_path / "results/visits/7"
-    visit_dir.mkdir(parents=True)
-    job = visit_dir / "job.json"
-    job.write_text(
-        json.dumps(
-            {
-                "slurm_job_id": "",
-                "host": "node-a",
-                "start": "2026-11-26T10:00:12.000+00:00",
-                "end": "2026-11-26T10:00:20.000+00:00",
-            }
-        )
-    )
-    quanta = visit_dir / "quanta.json"
+    job = write_job_record(tmp_path, 7, "7-7", "2026-11-26T10:00:12", "2026-11-26T10:00:20", 8.0, 7.0)
+    quanta = job.parent / "quanta.json"
     quanta.write_text(
         json.dumps(
             [
@@ -82,14 +80,17 @@ def test_one_row_per_job_and_quantum(run_files):
     by_rule = table[table["kind"] == "job"].set_index("rule")
     assert by_rule.loc["ingest_raws", "visit"] == 7
     assert pd.isna(by_rule.loc["create_repo", "visit"])
-    assert by_rule.loc["process_visit", "wall_s"] == 12.0
-    assert by_rule.loc["process_visit", "cpu_s"] == 10.0
-    assert by_rule.loc["process_visit", "io_out_mb"] == 7.5
-    assert by_rule.loc["process_visit", "run"] == "SimCam/runs/x/7"
+    # a batch of one visit: the visit's row is the job's benchmark
+    assert by_rule.loc["process_batch", "wall_s"] == 12.0
+    assert by_rule.loc["process_batch", "cpu_s"] == 10.0
+    assert by_rule.loc["process_batch", "io_out_mb"] == 7.5
+    assert by_rule.loc["process_batch", "max_rss_mb"] == 300.0
+    assert by_rule.loc["process_batch", "run"] == "SimCam/runs/x/7"
+    assert by_rule.loc["process_batch", "batch"] == "7-7"
     # the visit job ends when its record says and starts a wall time earlier
-    assert by_rule.loc["process_visit", "end"] == pd.Timestamp("2026-11-26T10:00:20Z")
-    assert by_rule.loc["process_visit", "start"] == pd.Timestamp("2026-11-26T10:00:08Z")
-    assert by_rule.loc["process_visit", "time_source"] == "job.json"
+    assert by_rule.loc["process_batch", "end"] == pd.Timestamp("2026-11-26T10:00:20Z")
+    assert by_rule.loc["process_batch", "start"] == pd.Timestamp("2026-11-26T10:00:08Z")
+    assert by_rule.loc["process_batch", "time_source"] == "job.json"
     # other jobs end when their benchmark file was written
     assert by_rule.loc["ingest_raws", "end"] == pd.Timestamp("2026-11-26T10:00:08Z")
     assert by_rule.loc["ingest_raws", "start"] == pd.Timestamp("2026-11-26T10:00:04Z")
@@ -124,10 +125,31 @@ def test_slurm_accounting_is_joined_to_the_visit_job(run_files):
         ]
     )
     table = timing.timing_table(benchmarks, jobs, quanta, {7: "run/7"}, "c6i.2xlarge", accounting)
-    visit_job = table[(table["kind"] == "job") & (table["rule"] == "process_visit")].iloc[0]
+    visit_job = table[(table["kind"] == "job") & (table["rule"] == "process_batch")].iloc[0]
     assert visit_job["slurm_job_id"] == "42_3"
     assert visit_job["slurm_state"] == "COMPLETED"
     assert visit_job["slurm_max_rss_mb"] == 320.0
     assert visit_job["node"] == "compute-dy-1"
     # under Slurm, jobs without a record of their own have no node
     assert table.loc[table["rule"] == "create_repo", "node"].iloc[0] == ""
+
+
+def test_a_batch_job_is_one_row_per_visit_sharing_its_fixed_cost(tmp_path):
+    """Two visits in one job: each its own time plus half of what the job spent outside them."""
+    t = pd.Timestamp("2026-11-26T10:00:00Z").timestamp()
+    bench_file = tmp_path / "results/benchmarks/batches/1-2/process_batch.tsv"
+    bench = write_benchmark(bench_file, 20.0, 16.0, 400.0, t + 21)
+    jobs = [
+        write_job_record(tmp_path, 1, "1-2", "2026-11-26T10:00:05", "2026-11-26T10:00:13", 8.0, 7.0),
+        write_job_record(tmp_path, 2, "1-2", "2026-11-26T10:00:13", "2026-11-26T10:00:19", 6.0, 5.0),
+    ]
+    table = timing.timing_table([bench], [str(p) for p in jobs], [], {1: "r/1", 2: "r/2"}, "c6i.2xlarge")
+    rows = table.set_index("visit")
+    assert len(table) == 2 and set(table["batch"]) == {"1-2"} and set(table["rule"]) == {"process_batch"}
+    # 20 s - (8 + 6) = 6 s of the job outside its visits, 3 s each; CPU 16 - 12 = 4, 2 each
+    assert rows.loc[1, "wall_s"] == 11.0 and rows.loc[2, "wall_s"] == 9.0
+    assert rows.loc[1, "cpu_s"] == 9.0 and rows.loc[2, "cpu_s"] == 7.0
+    assert table["wall_s"].sum() == 20.0  # nothing lost, nothing counted twice
+    assert rows.loc[2, "end"] == pd.Timestamp("2026-11-26T10:00:19Z")
+    assert rows.loc[2, "start"] == pd.Timestamp("2026-11-26T10:00:10Z")
+    assert rows.loc[1, "io_out_mb"] == 3.75 and rows.loc[2, "run"] == "r/2"

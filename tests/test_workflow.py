@@ -47,7 +47,8 @@ JOB_RULES = {
     "register_dataset_types": 1,
     "ingest_calibs": 1,
     "ingest_raws": 6,
-    "process_visit": 6,
+    "process_batch": 6,
+    "visit_results": 6,
     "chain_visits": 1,
     "summarise_visits": 1,
 }
@@ -173,7 +174,7 @@ def test_timing_table_joins_jobs_and_quanta(demo_run):
         "visitSummary": 6,
     }
     for visit in VISITS:
-        job = jobs[(jobs["rule"] == "process_visit") & (jobs["visit"] == visit)].iloc[0]
+        job = jobs[(jobs["rule"] == "process_batch") & (jobs["visit"] == visit)].iloc[0]
         inside = quanta[quanta["visit"] == visit]
         assert job["run"] == f"{CHAIN}/{visit}"
         assert set(inside["run"]) == {job["run"]}
@@ -289,7 +290,7 @@ def test_estimate_from_the_runs_own_measurements(demo_run):
     record = json.loads((demo_run / target).read_text())
     assert record["basis"].endswith("core-s per CCD measured in results/costs/timings.parquet")
     timings = pd.read_parquet(demo_run / "results/costs/timings.parquet")
-    visit_jobs = timings[(timings["kind"] == "job") & (timings["rule"] == "process_visit")]
+    visit_jobs = timings[(timings["kind"] == "job") & (timings["rule"] == "process_batch")]
     assert record["core_s_high"] == pytest.approx(24 * visit_jobs["wall_s"].max() / DETECTORS)
     # back to the default basis, so the later plan tests start from a complete run
     assert snakemake(demo_run, "--cores", "1", "--", target).returncode == 0
@@ -304,7 +305,15 @@ def test_second_run_has_nothing_to_do(demo_run):
 def test_new_threshold_reprocesses_visits_only(demo_run):
     result = snakemake(demo_run, "--dry-run", "--config", "processing={'detection_threshold': 6.0}")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert planned_jobs(result) == {"process_visit": 6, **AGGREGATES}
+    assert planned_jobs(result) == {"process_batch": 6, "visit_results": 6, **AGGREGATES}
+
+
+def test_batches_of_visits_reprocess_in_fewer_jobs(demo_run):
+    result = snakemake(demo_run, "--dry-run", "--config", "visits_per_job=4")
+    assert result.returncode == 0, result.stderr[-2000:]
+    # runs of 4 visits of the table: 1-4 and 5-6
+    assert planned_jobs(result) == {"process_batch": 2, "visit_results": 6, **AGGREGATES}
+    assert "results/batches/1-4" in result.stdout and "results/batches/5-6" in result.stdout
 
 
 def test_added_visit_runs_only_its_own_jobs(demo_run):
@@ -313,7 +322,7 @@ def test_added_visit_runs_only_its_own_jobs(demo_run):
     result = snakemake(demo_run, "--dry-run", "--config", "visits=config/visits_plus.tsv")
     assert result.returncode == 0, result.stderr[-2000:]
     # its own jobs, the aggregates, and a new estimate (one more visit to pay for)
-    own = {"simulate_raws": 1, "ingest_raws": 1, "process_visit": 1, "estimate_cost": 1}
+    own = {"simulate_raws": 1, "ingest_raws": 1, "process_batch": 1, "visit_results": 1, "estimate_cost": 1}
     assert planned_jobs(result) == {**own, **AGGREGATES}
     assert "results/visits/7/summary.json" in result.stdout
 
@@ -325,7 +334,7 @@ def test_new_stack_tag_reinstalls_and_reprocesses(demo_run):
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = planned_jobs(result)
     assert jobs["install_stack"] == 1
-    assert jobs["process_visit"] == 6
+    assert jobs["process_batch"] == 6
     assert "simulate_raws" not in jobs
     assert "simulate_calibs" not in jobs
     assert "resources/stack/test-tag/manifest.json" in result.stdout

@@ -196,6 +196,26 @@ def select_visits(table: pd.DataFrame, selection, source: str) -> list[int]:
     return sorted(set(chosen))
 
 
+def batches(table_visits: Iterable[int], chosen: Iterable[int], size: int) -> dict[str, list[int]]:
+    """The processing batches: batch name -> the chosen visits it processes, in order.
+
+    The whole visit table, sorted, is cut into runs of ``size`` visits, so a
+    visit's batch does not depend on which visits are chosen, and appending
+    visits to the table leaves the earlier batches as they were. A batch is
+    named after the first and last visit of its run in the table
+    (``"1-25"``); runs with no chosen visit are left out.
+    """
+    ordered = sorted({int(v) for v in table_visits})
+    chosen = set(chosen)
+    out = {}
+    for i in range(0, len(ordered), size):
+        run = ordered[i : i + size]
+        members = [v for v in run if v in chosen]
+        if members:
+            out[f"{run[0]}-{run[-1]}"] = members
+    return out
+
+
 def check_data_directory(path: str, visits: Iterable[int]) -> None:
     """A ``directory`` data source holds ``calib/`` and ``raw/<visit>/`` for each visit."""
     root = Path(path)

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from lsst_on_aws.timing import PROCESSING_RULE
+
 FALLBACK_TABLE = Path(__file__).resolve().parents[2] / "config/prices/ec2-on-demand-2024-06.csv"
 
 
@@ -372,19 +374,20 @@ def run_job_costs(
 
 
 def task_costs(jobs: pd.DataFrame, timings: pd.DataFrame) -> pd.DataFrame:
-    """Cost per pipeline task: each visit job's cost shared among its quanta by run time.
+    """Cost per pipeline task: each visit's row of its processing job shared among its quanta by run time.
 
-    What a visit job spent outside its quanta (starting the middleware,
-    clearing the RUN, exporting) is the task "(visit job overhead)"; the
-    other rules are tasks of their own name.
+    What the job spent on the visit outside its quanta (its share of starting
+    the middleware, clearing the RUN, exporting) is the task "(visit job
+    overhead)"; the other rules are tasks of their own name.
     """
     quanta = timings[timings["kind"] == "quantum"]
     rows = []
     for job in jobs.itertuples():
-        inside = quanta[quanta["visit"] == job.visit] if job.rule == "process_visit" else quanta.iloc[:0]
+        processing = job.rule == PROCESSING_RULE
+        inside = quanta[quanta["visit"] == job.visit] if processing else quanta.iloc[:0]
         parts = [(q.task_label, q.detector, q.wall_s, q.cpu_s) for q in inside.itertuples()]
         overhead = max(0.0, job.wall_s - sum(p[2] for p in parts))
-        label = "(visit job overhead)" if job.rule == "process_visit" else job.rule
+        label = "(visit job overhead)" if processing else job.rule
         parts.append((label, pd.NA, overhead, max(0.0, job.cpu_s - sum(p[3] for p in parts))))
         for task, detector, wall, cpu in parts:
             fraction = wall / job.wall_s if job.wall_s > 0 else 0.0
@@ -524,9 +527,9 @@ def measured_core_s_per_ccd(
     timings: pd.DataFrame, requested: dict[str, dict], detectors: int
 ) -> tuple[float, float]:
     """Core-seconds per CCD held by the visit jobs of an earlier run: (median, largest)."""
-    visits = timings[(timings["kind"] == "job") & (timings["rule"] == "process_visit")]
+    visits = timings[(timings["kind"] == "job") & (timings["rule"] == PROCESSING_RULE)]
     if visits.empty:
-        raise ValueError("the timing table has no process_visit jobs to measure")
+        raise ValueError(f"the timing table has no {PROCESSING_RULE} jobs to measure")
     cpus = requested_of(visits["rule"], requested)["cpus"]
     per_ccd = visits["wall_s"] * cpus / detectors
     return float(per_ccd.median()), float(per_ccd.max())

@@ -13,10 +13,10 @@ BAND_COLOURS = {"g": "tab:green", "r": "tab:red", "i": "tab:orange", "z": "tab:p
 
 
 def _visit_job_times(ax, x, table: pd.DataFrame) -> None:
-    """Wall time (wide, grey) and CPU time (narrow, blue) of each visit's process_visit job."""
+    """Wall time (wide, grey) and CPU time (narrow, blue) of each visit's processing."""
     ax.bar(x, table["wall_s"], color="lightgray", label="wall")
     ax.bar(x, table["cpu_s"], color="tab:blue", width=0.5, label="CPU")
-    ax.set_ylabel("process_visit time (s)")
+    ax.set_ylabel("processing time (s)")
     ax.legend(frameon=False)
 
 
@@ -138,7 +138,7 @@ def plot_costs(breakdown: pd.DataFrame, jobs: pd.DataFrame, market: str, path: s
 def plot_efficiency(timings: pd.DataFrame, path: str) -> None:
     """Wall and CPU time per visit job (left) and CPU efficiency (CPU / wall) by rule (right)."""
     jobs = timings[timings["kind"] == "job"]
-    visits = jobs[jobs["rule"] == "process_visit"].sort_values("visit")
+    visits = jobs[jobs["rule"] == "process_batch"].sort_values("visit")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     x = visits["visit"].astype(str)
     _visit_job_times(left, x, visits)

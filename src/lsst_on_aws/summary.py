@@ -1,9 +1,9 @@
 """The workflow's summary tables: one row per visit, and scores against simulation truth.
 
 Inputs are plain files the workflow already has: each visit's
-``summary.json`` (exported from the Butler), the ``benchmark:`` TSV that
-Snakemake wrote for the visit's job, the visit's source catalogue and, for
-simulated data, its truth catalogue.
+``summary.json`` (exported from the Butler), its ``job.json`` (where, when and
+how long its processing ran, recorded by the processing job), the visit's
+source catalogue and, for simulated data, its truth catalogue.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from scipy.spatial import cKDTree
 
 # Snakemake benchmark columns -> summary columns
 BENCHMARK_COLUMNS = {"s": "wall_s", "cpu_time": "cpu_s", "max_rss": "max_rss_mb"}
-JOB_COLUMNS = ["visit", "slurm_job_id", "host", "start", "end"]
+# a visit's job.json: where and when, and its processing's own wall, CPU and peak memory
+JOB_COLUMNS = ["visit", "batch", "slurm_job_id", "host", "start", "end", "wall_s", "cpu_s", "max_rss_mb"]
 # visit summary keys -> summary columns
 SUMMARY_COLUMNS = {
     "n_detectors": "n_detectors",
@@ -43,15 +44,15 @@ def read_benchmark(path: Path | str, columns: dict[str, str] = BENCHMARK_COLUMNS
     return out
 
 
-def visit_table(summary_paths: list[str], benchmark_paths: list[str], bands: dict[int, str]) -> pd.DataFrame:
-    """One row per visit: its outcome, source count, PSF, sky and the job's resource use.
+def visit_table(summary_paths: list[str], bands: dict[int, str]) -> pd.DataFrame:
+    """One row per visit: its outcome, source count, PSF and sky.
 
-    ``summary_paths`` and ``benchmark_paths`` are given in the same visit order.
     A visit that failed has ``status`` "failed", the ``reason``, and no
-    measurements (NaN).
+    measurements (NaN). :func:`add_job_accounting` adds where it ran and its
+    resource use.
     """
     rows = []
-    for summary_path, bench_path in zip(summary_paths, benchmark_paths, strict=True):
+    for summary_path in summary_paths:
         summary = json.loads(Path(summary_path).read_text())
         visit = int(summary["visit"])
         row = {
@@ -64,10 +65,8 @@ def visit_table(summary_paths: list[str], benchmark_paths: list[str], bands: dic
         for column, key in SUMMARY_COLUMNS.items():
             value = summary.get(key)
             row[column] = float("nan") if value is None else value
-        rows.append(row | read_benchmark(bench_path))
-    table = pd.DataFrame(rows).sort_values("visit").reset_index(drop=True)
-    table["cpu_efficiency"] = table["cpu_s"] / table["wall_s"]
-    return table
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("visit").reset_index(drop=True)
 
 
 def failed_visits(table: pd.DataFrame) -> pd.DataFrame:
@@ -87,10 +86,12 @@ def failed_visit_reasons(summary_paths: list[str]) -> dict[int, str]:
 
 
 def read_jobs(job_paths: list[str]) -> pd.DataFrame:
-    """Where and when each visit's processing ran.
+    """Where, when and how long each visit's processing ran.
 
-    Columns ``visit``, ``slurm_job_id`` (empty if local), ``host``, and
-    ``start`` and ``end`` (UTC timestamps). ``job_paths`` are the visits'
+    Columns `JOB_COLUMNS`: ``visit``, its processing ``batch``,
+    ``slurm_job_id`` (empty if local), ``host``, ``start`` and ``end`` (UTC
+    timestamps), and the visit's own ``wall_s``, ``cpu_s`` and the process's
+    ``max_rss_mb`` (NaN in an older record). ``job_paths`` are the visits'
     ``job.json`` files, ``results/visits/<visit>/job.json``.
     """
     jobs = pd.DataFrame([read_job_record(p) for p in job_paths], columns=JOB_COLUMNS)
@@ -100,27 +101,32 @@ def read_jobs(job_paths: list[str]) -> pd.DataFrame:
 
 
 def read_job_record(path: Path | str) -> dict:
-    """A visit job's ``job.json``: visit (from the folder name), Slurm job id, host, start and end (UTC)."""
+    """A visit's ``job.json`` (visit from the folder name) as a row of `JOB_COLUMNS`."""
     path = Path(path)
     record = json.loads(path.read_text())
     return {
         "visit": int(path.parent.name),
+        "batch": str(record.get("batch", "")),
         "slurm_job_id": str(record.get("slurm_job_id", "")),
         "host": record.get("host", ""),
         "start": pd.to_datetime(record.get("start"), utc=True),
         "end": pd.to_datetime(record.get("end"), utc=True),
+        **{key: float(record.get(key, float("nan"))) for key in ("wall_s", "cpu_s", "max_rss_mb")},
     }
 
 
 def add_job_accounting(table: pd.DataFrame, jobs: pd.DataFrame, accounting: pd.DataFrame) -> pd.DataFrame:
-    """The visit table with where each visit ran and, for Slurm jobs, their accounting.
+    """The visit table with where each visit ran, its resource use and, for Slurm jobs, their accounting.
 
     ``accounting`` is :func:`lsst_on_aws.slurm.job_accounting`'s table; visits
     processed locally, or on a cluster without accounting, keep empty Slurm
-    columns.
+    columns. The Slurm columns are the whole job's: visits processed in one
+    batch share them.
     """
-    out = table.merge(jobs, on="visit", how="left")
-    return out.merge(accounting, on="slurm_job_id", how="left")
+    out = table.merge(jobs, on="visit", how="left").merge(accounting, on="slurm_job_id", how="left")
+    if {"wall_s", "cpu_s"} <= set(out.columns):
+        out["cpu_efficiency"] = out["cpu_s"] / out["wall_s"]
+    return out
 
 
 def score_visit(

@@ -4,21 +4,28 @@ It joins what the run left behind:
 
 - the ``benchmark:`` file of every job (Snakemake's wall time, CPU time, peak
   RSS and I/O; the file stem is the rule, the visit comes from the path);
-- each visit job's ``job.json`` (the Slurm job id, host, start and end);
+- each visit's ``job.json``, written by the processing job that ran it (the
+  Slurm job id, host, batch, and the visit's own start, end, wall and CPU
+  time);
 - Slurm accounting for those jobs, where ``sacct`` answers (node, state,
   elapsed, CPU, MaxRSS), from :func:`lsst_on_aws.slurm.job_accounting`;
 - each visit's ``quanta.json``: the per-quantum run time, CPU time and peak
   memory that ``pipetask`` records in the Butler's ``<label>_metadata``
-  datasets, exported by the visit job.
+  datasets, exported by the processing job.
 
 Rows of ``kind`` "job" are Snakemake jobs; rows of ``kind`` "quantum" are the
-pipeline's tasks inside a visit job (their time is part of the job's). A job
-without a ``job.json`` has no recorded start: its end is taken as the time its
-benchmark file was written, and its start as that end minus its wall time
-(``time_source`` says which). A visit job's end is the one its ``job.json``
-recorded, and its start that end minus the benchmark's wall time (the
-record's own start comes after Python's imports). In a local run (no visit job under Slurm)
-every job's node is the one host the visit jobs recorded.
+pipeline's tasks inside a processing job (their time is part of the job's).
+A processing job (rule ``process_batch``) runs a batch of visits one after
+another; it appears as one row per visit, so that every cost has its visit:
+the visit's own time, plus an equal share of what the job spent outside its
+visits (starting Python, importing the middleware). For a batch of one visit
+that row is the job's benchmark. Its end is the one the visit's ``job.json``
+recorded, its start that end minus its wall time; its Slurm columns are the
+whole job's, shared by the batch's visits. A job without a ``job.json`` has
+no recorded start: its end is taken as the time its benchmark file was
+written, and its start as that end minus its wall time (``time_source`` says
+which). In a local run (no processing job under Slurm) every job's node is
+the one host the processing jobs recorded.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ COLUMNS = [
     "kind",  # "job" or "quantum"
     "rule",
     "visit",
+    "batch",  # the processing batch of a process_batch row
     "detector",
     "task_label",
     "run",  # the Butler RUN collection of a visit's job and quanta
@@ -56,6 +64,7 @@ COLUMNS = [
     "slurm_max_rss_mb",
 ]
 _VISIT_IN_PATH = re.compile(r"/(?:visits|raws?)/(\d+)/")
+PROCESSING_RULE = "process_batch"
 
 
 # benchmark columns -> timing columns
@@ -66,7 +75,7 @@ def read_benchmark_file(path: Path | str) -> dict:
     """One job's row from its Snakemake benchmark file (the mean over repeats).
 
     The rule is the file's stem; the visit is the number after ``visits/``,
-    ``raw/`` or ``raws/`` in the path.
+    ``raw/`` or ``raws/`` in the path; a processing job's batch is its folder.
     """
     path = Path(path)
     usage = summary.read_benchmark(path, BENCHMARK_COLUMNS)
@@ -76,6 +85,7 @@ def read_benchmark_file(path: Path | str) -> dict:
         "kind": "job",
         "rule": path.stem,
         "visit": int(match.group(1)) if match else pd.NA,
+        "batch": path.parent.name if path.stem == PROCESSING_RULE else "",
         "start": end - pd.Timedelta(seconds=usage["wall_s"]),
         "end": end,
         "time_source": "benchmark-file",
@@ -90,7 +100,7 @@ def read_quanta(path: Path | str, visit: int, run: str) -> list[dict]:
         rows.append(
             {
                 "kind": "quantum",
-                "rule": "process_visit",
+                "rule": PROCESSING_RULE,
                 "visit": visit,
                 "detector": pd.NA if record.get("detector") is None else int(record["detector"]),
                 "task_label": record["task_label"],
@@ -102,6 +112,41 @@ def read_quanta(path: Path | str, visit: int, run: str) -> list[dict]:
                 "wall_s": float(record["wall_s"]),
                 "cpu_s": float(record["cpu_s"]),
                 "max_rss_mb": float(record["max_rss_mb"]),
+            }
+        )
+    return rows
+
+
+def visit_job_rows(batch: pd.Series, records: list[dict], runs: dict[int, str]) -> list[dict]:
+    """A processing job's benchmark row split into one row per visit of its batch.
+
+    Each visit gets its own recorded wall and CPU time plus an equal share of
+    what the job spent outside its visits; the job's I/O is shared equally.
+    """
+    n = len(records)
+    own_wall = sum(r["wall_s"] for r in records if pd.notna(r["wall_s"]))
+    own_cpu = sum(r["cpu_s"] for r in records if pd.notna(r["cpu_s"]))
+    rest_wall = max(0.0, batch["wall_s"] - own_wall) / n
+    rest_cpu = max(0.0, batch["cpu_s"] - own_cpu) / n if pd.notna(batch["cpu_s"]) else float("nan")
+    rows = []
+    for record in records:
+        wall = (0.0 if pd.isna(record["wall_s"]) else record["wall_s"]) + rest_wall
+        cpu = (0.0 if pd.isna(record["cpu_s"]) else record["cpu_s"]) + rest_cpu
+        rows.append(
+            batch.to_dict()
+            | {
+                "visit": record["visit"],
+                "run": runs.get(record["visit"], ""),
+                "node": record["host"],
+                "slurm_job_id": record["slurm_job_id"],
+                "start": record["end"] - pd.Timedelta(seconds=wall),
+                "end": record["end"],
+                "time_source": "job.json",
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "max_rss_mb": batch["max_rss_mb"] if pd.isna(record["max_rss_mb"]) else record["max_rss_mb"],
+                "io_in_mb": batch.get("io_in_mb", float("nan")) / n,
+                "io_out_mb": batch.get("io_out_mb", float("nan")) / n,
             }
         )
     return rows
@@ -133,16 +178,11 @@ def timing_table(
     """
     jobs = pd.DataFrame([read_benchmark_file(p) for p in benchmark_paths])
     records = {r["visit"]: r for r in map(summary.read_job_record, job_paths)}
-    for i, row in jobs.iterrows():
-        record = records.get(row["visit"]) if row["rule"] == "process_visit" else None
-        if record is not None:
-            jobs.loc[i, ["start", "end", "node", "slurm_job_id"]] = [
-                record["end"] - pd.Timedelta(seconds=row["wall_s"]),
-                record["end"],
-                record["host"],
-                record["slurm_job_id"],
-            ]
-            jobs.loc[i, ["time_source", "run"]] = ["job.json", runs.get(record["visit"], "")]
+    rows = []
+    for job in jobs.to_dict("records"):
+        members = [r for r in records.values() if r["batch"] == job["batch"]] if job["batch"] else []
+        rows.extend(visit_job_rows(pd.Series(job), members, runs) if members else [job])
+    jobs = pd.DataFrame(rows)
     if accounting is not None and not accounting.empty and "slurm_job_id" in jobs:
         slurm = accounting[
             ["slurm_job_id", "slurm_state", "slurm_elapsed_s", "slurm_cpu_s", "slurm_max_rss_mb"]

@@ -1,36 +1,44 @@
-"""Process one visit: clear its RUN, run ``pipetask``, export the results, record the outcome.
+"""Process a batch of visits in one process: for each, clear its RUN, run ``pipetask``, export, record.
 
-The workflow's ``process_visit`` rule runs, inside the stack::
+The workflow's ``process_batch`` rule runs, inside the stack::
 
-    python -m lsst_on_aws_tasks.process_visit REPO RUN VISIT --instrument NAME --inputs COLLECTION \\
-        --pipeline YAML [-c LABEL:KEY=VALUE ...] --raws JSON \\
-        --summary JSON --sources PARQUET --report JSON --quanta JSON --job JSON
+    python -m lsst_on_aws_tasks.process_visit REPO --output-prefix CHAIN --visits V [V ...] \\
+        --instrument NAME --inputs COLLECTION --pipeline YAML [-c LABEL:KEY=VALUE ...] \\
+        --raws-dir DIR --out DIR
 
-1. If the visit's raw ingest recorded a failure (a damaged file, another
-   instrument), the visit fails at once with that reason.
+and writes, for each visit, ``OUT/<visit>/`` with ``summary.json``,
+``sources.parquet``, ``quanta.json``, ``job.json`` and
+``pipetask_report.json``, then, last, ``OUT/batch.json`` (what an earlier
+attempt left in ``OUT`` is removed first). The visits run one after
+another; the middleware's imports (about 3-4 s) and the process itself are
+paid once per batch, not once per visit. For each visit, into RUN
+``CHAIN/<visit>``:
+
+1. If the visit's raw ingest (``RAWS_DIR/<visit>.json``) recorded a failure
+   (a damaged file, another instrument), the visit fails at once with that
+   reason.
 2. The visit's RUN collection is removed, with whatever an earlier,
    interrupted or failed attempt left in it, so a retry never meets its
    own debris.
-3. ``pipetask run`` processes the visit's detectors into that RUN. Its
-   command-line code is called in this process: the middleware's imports
-   (about 3-4 s) are paid once per visit instead of once for each of three
-   processes (remove, pipetask, export).
+3. ``pipetask run`` processes the visit's detectors into that RUN, with the
+   command-line tool's own code called in this process.
 4. On success the visit summary and source catalogues are read back
-   through the Butler into ``--summary`` and ``--sources``.
+   through the Butler into ``summary.json`` and ``sources.parquet``.
 5. On failure, ``pipetask``'s ``--summary`` report names each failed quantum
    and its exception. When every failure is a ``RepeatableQuantumError``
    (LSST's class for "this data cannot be processed by this algorithm";
    ``AlgorithmError`` derives from it), the visit is recorded as failed:
-   ``--summary`` says ``"status": "failed"`` and why, ``--sources`` is an
-   empty catalogue, and the command succeeds, so the other visits and the
-   summary go on. Any other failure (memory, a lost node, a bug) makes the
-   command fail, and the workflow's retries apply.
+   ``summary.json`` says ``"status": "failed"`` and why, ``sources.parquet`` is
+   an empty catalogue, and the batch goes on to its next visit. Any other
+   failure (memory, a lost node, a bug) fails the whole batch, and the
+   workflow's retries apply to it.
 
-``--quanta`` lists each quantum's task label, detector, node, start, end,
+``quanta.json`` lists each quantum's task label, detector, node, start, end,
 run time, CPU time and peak memory, from the ``<label>_metadata`` datasets
 pipetask wrote (also for a visit that failed part-way; empty when pipetask
-never ran). ``--job`` records the Slurm job id (empty outside Slurm), the host, and when
-the processing started and ended (UTC).
+never ran). ``job.json`` records the Slurm job id (empty outside Slurm), the
+host, the batch, and the visit's own start, end (UTC), wall time, CPU time and
+the process's peak memory so far; ``batch.json`` the same for the whole batch.
 """
 
 from __future__ import annotations
@@ -39,8 +47,11 @@ import argparse
 import importlib
 import json
 import os
+import resource
+import shutil
 import socket
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -168,16 +179,81 @@ def process_visit(
     return export.export_visit(butler, run, visit, summary_path, sources_path)
 
 
-def write_job_record(path: Path, start: datetime) -> None:
-    """Where and when this ran: Slurm job id (empty outside Slurm), host, start and end (UTC)."""
-    record = {
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
-        "host": socket.gethostname(),
-        "start": start.isoformat(timespec="milliseconds"),
-        "end": datetime.now(UTC).isoformat(timespec="milliseconds"),
-    }
+class Stopwatch:
+    """Wall and CPU time since it started, for a job record."""
+
+    def __init__(self) -> None:
+        self.start = datetime.now(UTC)
+        self._wall = time.perf_counter()
+        self._cpu = time.process_time()
+
+    def record(self, **extra) -> dict:
+        """Where and when: Slurm job id (empty outside Slurm), host, start, end, wall, CPU, peak RSS."""
+        return {
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
+            "host": socket.gethostname(),
+            **extra,
+            "start": self.start.isoformat(timespec="milliseconds"),
+            "end": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "wall_s": round(time.perf_counter() - self._wall, 3),
+            "cpu_s": round(time.process_time() - self._cpu, 3),
+            # the process's peak so far (Linux reports kB)
+            "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        }
+
+
+def write_json(path: Path, record: dict | list) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record) + "\n")
+
+
+def process_batch(
+    repo: str,
+    output_prefix: str,
+    visits: list[int],
+    *,
+    raws_dir: Path,
+    out: Path,
+    batch: str,
+    **pipeline,
+) -> dict[int, str]:
+    """Process ``visits`` one after another into ``out``; return visit -> status.
+
+    ``pipeline`` holds :func:`process_visit`'s keyword arguments ``instrument``,
+    ``inputs``, ``pipeline`` and ``overrides``.
+
+    Raises
+    ------
+    ProcessingError
+        pipetask failed on a visit for a reason other than the data.
+    """
+    whole = Stopwatch()
+    # what an earlier, failed or outdated attempt left here goes first: batch.json, written
+    # last, then says that every visit folder beside it is this run's and complete
+    (out / "batch.json").unlink(missing_ok=True)
+    for old in out.glob("*/"):
+        shutil.rmtree(old)
+    statuses = {}
+    for visit in visits:
+        clock = Stopwatch()
+        folder = out / str(visit)
+        folder.mkdir(parents=True, exist_ok=True)
+        result = process_visit(
+            repo,
+            f"{output_prefix}/{visit}",
+            visit,
+            raws_record=raws_dir / f"{visit}.json",
+            summary_path=folder / "summary.json",
+            sources_path=folder / "sources.parquet",
+            report_path=folder / "pipetask_report.json",
+            quanta_path=folder / "quanta.json",
+            **pipeline,
+        )
+        write_json(folder / "job.json", clock.record(batch=batch, visit=visit))
+        statuses[visit] = result["status"]
+        print(f"visit {visit}: {result['status']}", flush=True)
+    write_json(out / "batch.json", whole.record(batch=batch, visits=visits))
+    return statuses
 
 
 def _main(argv: list[str] | None = None) -> int:
@@ -185,40 +261,31 @@ def _main(argv: list[str] | None = None) -> int:
         prog="python -m lsst_on_aws_tasks.process_visit", description=__doc__.split("\n")[0]
     )
     parser.add_argument("repo")
-    parser.add_argument("run")
-    parser.add_argument("visit", type=int)
+    parser.add_argument("--output-prefix", required=True, help="each visit's RUN is PREFIX/<visit>")
+    parser.add_argument("--visits", type=int, nargs="+", required=True)
     parser.add_argument("--instrument", required=True)
     parser.add_argument("--inputs", required=True)
     parser.add_argument("--pipeline", required=True)
     parser.add_argument("-c", "--config", dest="overrides", action="append", default=[])
-    parser.add_argument("--raws", type=Path, required=True, help="the visit's ingest record")
-    parser.add_argument("--summary", type=Path, required=True)
-    parser.add_argument("--sources", type=Path, required=True)
-    parser.add_argument("--report", type=Path, required=True, help="pipetask's quantum report")
-    parser.add_argument("--quanta", type=Path, required=True, help="per-quantum timings (JSON)")
-    parser.add_argument("--job", type=Path, required=True)
+    parser.add_argument("--raws-dir", type=Path, required=True, help="folder of the visits' ingest records")
+    parser.add_argument("--out", type=Path, required=True, help="folder of the batch's results")
     args = parser.parse_args(argv)
-    start = datetime.now(UTC)
     try:
-        result = process_visit(
+        process_batch(
             args.repo,
-            args.run,
-            args.visit,
+            args.output_prefix,
+            args.visits,
+            raws_dir=args.raws_dir,
+            out=args.out,
+            batch=args.out.name,
             instrument=args.instrument,
             inputs=args.inputs,
             pipeline=args.pipeline,
             overrides=args.overrides,
-            raws_record=args.raws,
-            summary_path=args.summary,
-            sources_path=args.sources,
-            report_path=args.report,
-            quanta_path=args.quanta,
         )
     except ProcessingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    write_job_record(args.job, start)
-    print(f"visit {args.visit}: {result['status']}", flush=True)
     return 0
 
 
