@@ -21,7 +21,7 @@ help:
 	@echo "make demo   - set up and run the embedded default (simulated SimCam data, pip LSST stack)"
 	@echo "make test   - set up and run the whole test suite"
 	@echo "make lint   - ruff, snakefmt --check and snakemake --lint"
-	@echo "make services - start the local Slurm and PostgreSQL the tests use (root; installs Debian packages)"
+	@echo "make services - start the local Slurm, PostgreSQL and stand-in head node (sshd) the tests use (root; installs Debian packages)"
 	@echo "make clean  - remove results/, resources/ and logs/ of the embedded default"
 
 $(VENV)/.installed: envs/workflow.lock pyproject.toml tasks/pyproject.toml
@@ -53,11 +53,12 @@ demo: env
 	@echo "Butler repo:   $(CURDIR)/results/butler/repo (chain SimCam/runs/single-visit)"
 
 # The tests' services, on loopback: a one-node Slurm cluster with accounting,
-# and PostgreSQL for the Butler's scaled registry (Debian packages; installed
-# when missing, needs root).
+# PostgreSQL for the Butler's scaled registry, and sshd as a stand-in cluster
+# head node (Debian packages; installed when missing, needs root).
 services:
 	tests/services/slurm.sh start
 	tests/services/postgres.sh start
+	tests/services/sshd.sh start
 
 test: env services
 	$(VENV)/bin/pytest

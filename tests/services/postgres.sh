@@ -21,8 +21,9 @@ PORT=${LOCAL_PG_PORT:-5433}
 DB=${LOCAL_PG_DB:-butler}
 URL="postgresql://postgres@127.0.0.1:$PORT/$DB"
 
-say() { echo "[postgres.sh] $*"; }
-die() { echo "[postgres.sh] error: $*" >&2; exit 1; }
+NAME=postgres.sh
+# shellcheck source=tests/services/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 bindir() {
 	local pg_config
@@ -31,20 +32,9 @@ bindir() {
 	echo "$pg_config"
 }
 
-install_packages() {
+install_server() {
 	bindir >/dev/null && dpkg -s postgresql-client >/dev/null 2>&1 && return 0
-	say "installing postgresql"
-	# postinst scripts must not try to start services: there is no init system
-	local policy=/usr/sbin/policy-rc.d made_policy=0
-	if [ ! -e $policy ]; then
-		printf '#!/bin/sh\nexit 101\n' >$policy
-		chmod +x $policy
-		made_policy=1
-	fi
-	DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql postgresql-client >/dev/null
-	[ $made_policy = 1 ] && rm -f $policy
-	return 0
+	install_packages postgresql postgresql-client
 }
 
 psql_() { psql -h 127.0.0.1 -p "$PORT" -U postgres -v ON_ERROR_STOP=1 -qAt "$@"; }
@@ -52,7 +42,7 @@ psql_() { psql -h 127.0.0.1 -p "$PORT" -U postgres -v ON_ERROR_STOP=1 -qAt "$@";
 answers() { psql_ -d "$DB" -c "select 1" >/dev/null 2>&1; }
 
 start() {
-	install_packages
+	install_server
 	local bin
 	bin=$(bindir) || die "no PostgreSQL server binaries under /usr/lib/postgresql"
 	mkdir -p "$DIR"
