@@ -10,6 +10,7 @@
 # results/costs/                  estimate.json, timings.{parquet,csv}, cost tables, figures
 # results/provenance/             the publishing bundle (.tar.gz), report.zip, resolved config
 # results/cluster/                the ParallelCluster configuration and its validation
+# results/clusters/<name>/        the control plane's records: created, synced, run, fetched, teardown
 # results/benchmarks/, logs/      per-rule timings and logs, mirroring the paths above
 
 
@@ -33,10 +34,11 @@ include: "rules/summary.smk"
 include: "rules/costs.smk"
 include: "rules/provenance.smk"
 include: "rules/cluster.smk"
+include: "rules/lifecycle.smk"
 
 
-# Run by Snakemake itself, never submitted to Slurm: aggregates, copies
-# and the Butler's one-off set-up steps (seconds each: a
+# Run by Snakemake itself, never submitted to Slurm: aggregates, copies,
+# the control plane, and the Butler's one-off set-up steps (seconds each: a
 # Slurm job apiece would add its queue and status-check delay to each).
 localrules:
     all,
@@ -57,6 +59,12 @@ localrules:
     bundle,
     cluster_config,
     validate_cluster,
+    create_cluster,
+    sync_workflow,
+    remote_run,
+    fetch_results,
+    teardown,
+    delete_cluster,
 
 
 rule all:
@@ -70,3 +78,7 @@ onstart:
 
 onsuccess:
     warn_failed_visits()
+
+
+onerror:
+    teardown_after_failure()

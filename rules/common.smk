@@ -7,6 +7,7 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 from lsst_on_aws import config as checks
+from lsst_on_aws import lifecycle
 from lsst_on_aws.slurm import cancel_orphaned_jobs
 from lsst_on_aws.summary import failed_visit_reasons
 from lsst_on_aws_tasks import simcam
@@ -32,6 +33,8 @@ except checks.ConfigError as err:
 # processing batch name ("<first>-<last>" visit of its run of the table) -> its visits
 BATCHES = checks.batches(VISITS["visit"], PROCESS_VISITS, config["visits_per_job"])
 BATCH_OF = {visit: name for name, members in BATCHES.items() for visit in members}
+CLUSTER_NAME = config["cluster"]["name"]
+CLUSTER_DIR = lifecycle.cluster_dir(config)
 STACK = f"resources/stack/{config['stack']['tag']}"
 REPO = config["butler"]["repo"]
 DEFAULT_INPUTS = f"{simcam.NAME}/defaults"
@@ -114,7 +117,13 @@ def truth_tables(wildcards=None):
 
 
 def all_targets(bundle=True):
-    """Everything a complete run produces (the provenance bundle, made last, included)."""
+    """Everything a complete run produces (the provenance bundle, made last, included).
+
+    On the control plane: the cluster's teardown record, the last step of
+    driving the run on the cluster.
+    """
+    if config["control_plane"]:
+        return [f"{CLUSTER_DIR}/teardown.json"]
     targets = [
         "results/summary/visits.csv",
         "results/summary/visits.png",
@@ -231,3 +240,75 @@ def requested_resources():
 def ccds_per_visit():
     """Detectors in one visit of the configured instrument."""
     return len(simcam.detectors())
+
+
+def creation_inputs(wildcards=None):
+    """What must pass before a cluster is created: the budget check and, for pcluster, the validation."""
+    if config["remote"]["provider"] == "existing":
+        return {"estimate": "results/costs/estimate.json"}
+    return {
+        "yaml": "results/cluster/cluster-config.yaml",
+        "validation": "results/cluster/validation.json",
+    }
+
+
+def control_plane_config(always=False):
+    """The config sections the control plane's steps use (teardown "always" when asked)."""
+    remote = dict(config["remote"])
+    if always:
+        remote["teardown"] = "always"
+    budget = {key: config["budget"][key] for key in ("max_usd", "alarm_emails")}
+    costs = {"tag_key": config["costs"]["tag_key"]}
+    return {
+        "cluster": config["cluster"],
+        "remote": remote,
+        "budget": budget,
+        "costs": costs,
+    }
+
+
+def data_plane_config():
+    """The resolved config the run on the head node uses: this one, run there rather than driven."""
+    return {**config, "control_plane": False}
+
+
+def workflow_files():
+    """The workflow's own files, which the head node must have: a change to one syncs and reruns."""
+    names = ["Snakefile", "Makefile", "pyproject.toml"]
+    for folder in (
+        "rules",
+        "scripts",
+        "src",
+        "tasks",
+        "config",
+        "envs",
+        "pipelines",
+        "profiles",
+        "report",
+    ):
+        names += [
+            str(path)
+            for path in sorted(Path(folder).rglob("*"))
+            if path.is_file()
+            and "__pycache__" not in path.parts
+            and ".egg-info" not in str(path)
+        ]
+    return [name for name in names if Path(name).exists()]
+
+
+def teardown_after_failure():
+    """After a failed control-plane run, delete (or keep) the cluster as remote.teardown says, and say so."""
+    if not config["control_plane"]:
+        return
+    requested = Path(CLUSTER_DIR) / lifecycle.REQUESTED
+    if not requested.exists():
+        return  # nothing was created
+    record = lifecycle.teardown(
+        config, run_ok=False, on_progress=logger.warning, after_failure=True
+    )
+    lifecycle.forget_cluster(config, record)
+    if record["action"] in ("deleted", "absent"):
+        logger.warning(
+            f"The run failed: cluster {CLUSTER_NAME} was deleted (remote.teardown:"
+            f" {record['policy']}). Rerun to start again on a new cluster."
+        )

@@ -3,7 +3,9 @@
 Every request to moto's server is recorded (moto's own recorder) while the
 workflow's AWS code runs: the credentials check, the instance-type check,
 pcluster's dry run (a subprocess: its calls are recorded too), spot prices,
-the bill and the budget alarm. Each request becomes the IAM action it needs.
+the bill, the budget alarm, and the lifecycle's describe, adoption and
+delete of a pcluster-shaped cluster (see test_lifecycle). Each request
+becomes the IAM action it needs.
 The policy must allow each of them and nothing else, but for the Pricing API,
 which moto does not emulate (its call is tested with botocore's Stubber in
 test_costs). Lifecycle actions join the policy with the code that calls them.
@@ -16,8 +18,9 @@ import contextlib
 import boto3
 import yaml
 from conftest import REPO_ROOT, moto_recording
+from test_lifecycle import NAME, pcluster_shaped_cluster
 
-from lsst_on_aws import cluster, costs, iam
+from lsst_on_aws import cluster, costs, iam, lifecycle
 
 NOT_EMULATED = {"pricing:GetProducts"}
 
@@ -30,6 +33,8 @@ def test_policy_allows_exactly_what_the_workflow_calls(moto, moto_account, tmp_p
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     monkeypatch.setenv("HOME", str(tmp_path))  # pcluster's log
     session = boto3.Session(region_name="us-east-1")
+    pcluster_shaped_cluster()  # a cluster to adopt and delete; setting it up is not the workflow's
+    lifecycle_config = config | {"cluster": config["cluster"] | {"name": NAME}}
     with moto_recording(moto) as requests:
         identity = cluster.caller_identity(session.client("sts"))
         cluster.check(doc, "lsst-on-aws", ec2=session.client("ec2"))
@@ -39,6 +44,8 @@ def test_policy_allows_exactly_what_the_workflow_calls(moto, moto_account, tmp_p
         tag = ("lsst-on-aws:cluster", "lsst-on-aws")
         costs.actual_bill(session.client("ce"), *tag, "2026-11-25", "2026-11-27")
         cluster.budget_alarm(session.client("budgets"), identity["Account"], "lsst-on-aws", tag, 25.0)
+        lifecycle.create(lifecycle_config, str(path), on_progress=lambda _: None)
+        lifecycle.teardown(lifecycle_config, run_ok=True, on_progress=lambda _: None)
     called = iam.recorded_actions(requests)
     allowed = iam.policy_actions()
     assert called <= allowed, f"the policy lacks {sorted(called - allowed)}"
@@ -63,7 +70,10 @@ def test_request_actions_by_protocol():
         "url": "http://127.0.0.1/",
         "body": "{}",
     }
-    rest = {"headers": {"Authorization": signed.format("s3")}, "method": "GET", "url": "http://x/"}
+    s3 = {"headers": {"Authorization": signed.format("s3")}, "url": "http://127.0.0.1/bucket/some/key"}
     assert iam.request_action(query) == "ec2:DescribeSubnets"
     assert iam.request_action(json_target) == "budgets:ModifyBudget"
-    assert iam.request_action(rest) == "s3:GET /"  # unmapped on purpose: no policy grants it
+    assert iam.request_action(s3 | {"method": "GET"}) == "s3:GetObject"
+    assert iam.request_action(s3 | {"method": "HEAD", "url": "http://127.0.0.1/bucket"}) == "s3:ListBucket"
+    rest = {"headers": {"Authorization": signed.format("sqs")}, "method": "GET", "url": "http://x/"}
+    assert iam.request_action(rest) == "sqs:GET /"  # unmapped on purpose: no policy grants it

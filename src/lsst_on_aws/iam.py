@@ -27,6 +27,16 @@ ACTION_NAMES = {
     "budgets:DescribeNotificationsForBudget": "budgets:ViewBudget",
 }
 _SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
+# S3's REST calls (path-style URLs): (method, on a bucket or an object) -> IAM action
+S3_ACTIONS = {
+    ("HEAD", "bucket"): "s3:ListBucket",
+    ("GET", "bucket"): "s3:ListBucket",
+    ("PUT", "bucket"): "s3:CreateBucket",
+    ("GET", "object"): "s3:GetObject",
+    ("HEAD", "object"): "s3:GetObject",
+    ("PUT", "object"): "s3:PutObject",
+    ("DELETE", "object"): "s3:DeleteObject",
+}
 
 
 def request_action(record: dict) -> str:
@@ -35,7 +45,8 @@ def request_action(record: dict) -> str:
     The service is the one the request was signed for; the operation is the
     ``Action`` of query-protocol services (EC2, STS, IAM, CloudFormation) or
     the ``X-Amz-Target`` of JSON-protocol ones (Cost Explorer, Budgets,
-    Pricing). A REST call (S3) has neither and comes back as
+    Pricing). An S3 call is named by its method and whether it is on a
+    bucket or an object (`S3_ACTIONS`); any other REST call comes back as
     ``service:METHOD path``, which no policy matches: map it here first.
     """
     headers = {k.lower(): v for k, v in record["headers"].items()}
@@ -50,7 +61,11 @@ def request_action(record: dict) -> str:
             body = base64.b64decode(body).decode(errors="replace")
         operation = urllib.parse.parse_qs(body).get("Action", [""])[0]
     if not operation:
-        return f"{service}:{record['method']} {urllib.parse.urlparse(record['url']).path}"
+        path = urllib.parse.urlparse(record["url"]).path
+        on = "object" if "/" in path.strip("/") else "bucket"
+        if service == "s3" and (record["method"], on) in S3_ACTIONS:
+            return S3_ACTIONS[(record["method"], on)]
+        return f"{service}:{record['method']} {path}"
     action = f"{service}:{operation}"
     return ACTION_NAMES.get(action, action)
 

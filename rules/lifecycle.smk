@@ -1,0 +1,119 @@
+# The control plane (control_plane: true, what `--profile aws` sets): this
+# machine drives a cluster through rules with file targets in
+# results/clusters/<name>/, so that a rerun goes on from where it stopped and
+# never makes a second cluster (lsst_on_aws.lifecycle, lsst_on_aws.remote):
+# create or adopt the cluster and wait for it; sync the workflow and the
+# resolved config to its head node; run remote.command there detached and
+# follow it; fetch the results; tear the cluster down as remote.teardown says.
+# created.json and synced.json describe a live cluster: they are temporary,
+# gone once the teardown has used them. After a failure, onerror tears down
+# by the same policy.
+
+
+rule create_cluster:
+    input:
+        unpack(creation_inputs),
+    output:
+        record=temp(f"{CLUSTER_DIR}/created.json"),
+    log:
+        f"logs/clusters/{CLUSTER_NAME}/create_cluster.log",
+    benchmark:
+        f"results/benchmarks/clusters/{CLUSTER_NAME}/create_cluster.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    params:
+        config=control_plane_config(),
+    script:
+        "../scripts/create_cluster.py"
+
+
+rule sync_workflow:
+    input:
+        created=f"{CLUSTER_DIR}/created.json",
+        files=workflow_files(),
+    output:
+        record=temp(f"{CLUSTER_DIR}/synced.json"),
+        config=f"{CLUSTER_DIR}/config.yaml",
+    log:
+        f"logs/clusters/{CLUSTER_NAME}/sync_workflow.log",
+    benchmark:
+        f"results/benchmarks/clusters/{CLUSTER_NAME}/sync_workflow.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    params:
+        config=control_plane_config(),
+        data_plane=data_plane_config(),
+    script:
+        "../scripts/sync_workflow.py"
+
+
+rule remote_run:
+    input:
+        created=f"{CLUSTER_DIR}/created.json",
+        synced=f"{CLUSTER_DIR}/synced.json",
+    output:
+        record=f"{CLUSTER_DIR}/run.json",
+    log:
+        f"logs/clusters/{CLUSTER_NAME}/remote_run.log",
+    benchmark:
+        f"results/benchmarks/clusters/{CLUSTER_NAME}/remote_run.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    params:
+        config=control_plane_config(),
+    script:
+        "../scripts/remote_run.py"
+
+
+rule fetch_results:
+    input:
+        created=f"{CLUSTER_DIR}/created.json",
+        run=f"{CLUSTER_DIR}/run.json",
+    output:
+        record=f"{CLUSTER_DIR}/fetched.json",
+    log:
+        f"logs/clusters/{CLUSTER_NAME}/fetch_results.log",
+    benchmark:
+        f"results/benchmarks/clusters/{CLUSTER_NAME}/fetch_results.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    params:
+        config=control_plane_config(),
+    script:
+        "../scripts/fetch_results.py"
+
+
+rule teardown:
+    input:
+        created=f"{CLUSTER_DIR}/created.json",
+        run=f"{CLUSTER_DIR}/run.json",
+        fetched=f"{CLUSTER_DIR}/fetched.json",
+    output:
+        record=f"{CLUSTER_DIR}/teardown.json",
+    log:
+        f"logs/clusters/{CLUSTER_NAME}/teardown.log",
+    benchmark:
+        f"results/benchmarks/clusters/{CLUSTER_NAME}/teardown.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    params:
+        config=control_plane_config(),
+    script:
+        "../scripts/teardown.py"
+
+
+# Deletes the cluster whatever remote.teardown says: the explicit way out for
+# a cluster that was kept.
+rule delete_cluster:
+    output:
+        record=f"{CLUSTER_DIR}/deleted.json",
+    log:
+        f"logs/clusters/{CLUSTER_NAME}/delete_cluster.log",
+    benchmark:
+        f"results/benchmarks/clusters/{CLUSTER_NAME}/delete_cluster.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    params:
+        config=control_plane_config(always=True),
+    script:
+        "../scripts/teardown.py"

@@ -1,0 +1,27 @@
+"""Snakemake adapter: send the workflow and the resolved config to the head node."""
+
+import json
+from pathlib import Path
+
+import yaml
+
+from lsst_on_aws import lifecycle, remote
+from lsst_on_aws.logs import fail, to_log, to_terminal
+
+config = snakemake.params.config
+with to_log(snakemake.log[0]) as log:
+    record = json.loads(Path(snakemake.input.created).read_text())
+    node = lifecycle.node_from_record(config, record)
+    directory = config["remote"]["directory"]
+    with open(snakemake.output.config, "w") as out:
+        out.write("# The resolved configuration of the run on the head node, written by the control plane\n")
+        yaml.safe_dump(snakemake.params.data_plane, out, sort_keys=False)
+    try:
+        remote.sync(node, str(Path.cwd()), directory)
+        remote.run(node, f"mkdir -p {directory}/{remote.STATE_DIR}")
+        remote.copy_to(node, snakemake.output.config, f"{directory}/{remote.RUN_CONFIG}")
+    except remote.RemoteError as err:
+        fail(log, f"Sync to the head node failed: {err}")
+    to_terminal(f"workflow synced to {node.describe()}:{directory}")
+    synced = {"head_node": node.describe(), "directory": directory, "when": lifecycle.now()}
+    Path(snakemake.output.record).write_text(json.dumps(synced, indent=2) + "\n")
