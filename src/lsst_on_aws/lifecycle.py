@@ -19,6 +19,7 @@ raises `ClusterError` with one clear sentence when something fails.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -244,7 +245,7 @@ def node_from_record(config: dict, record: dict) -> HeadNode:
         record["head_node"],
         user=head["user"],
         port=int(head["port"]),
-        identity_file=head["ssh_key_file"],
+        identity_file=os.path.expanduser(head["ssh_key_file"]) if head["ssh_key_file"] else "",
         # a new cluster's head node has a new key: trust the first one it shows, then hold it to that
         options=(f"UserKnownHostsFile={known_hosts}", "StrictHostKeyChecking=accept-new"),
     )

@@ -22,6 +22,8 @@ def to_log(path: str | Path):
         root.setLevel(logging.INFO)
         try:
             yield logging.getLogger("lsst_on_aws")
+        except SystemExit:
+            raise  # a known error, already said by fail(): no traceback
         except BaseException:
             import traceback
 
