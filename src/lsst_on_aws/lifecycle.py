@@ -156,13 +156,13 @@ class Pcluster:
                 )
         raise AssertionError("unreachable")
 
-    def head_node(self, description: dict, user: str, port: int, identity_file: str) -> HeadNode:
-        """How to reach the cluster's head node: its public address, else its private one."""
+    def head_host(self, description: dict) -> str:
+        """The address of the cluster's head node: its public one, else its private one."""
         head = description.get("headNode") or {}
         host = head.get("publicIpAddress") or head.get("privateIpAddress")
         if not host:
             raise ClusterError(f"cluster {description.get('clusterName')} has no head node address yet")
-        return HeadNode(host, user=user, port=port, identity_file=identity_file)
+        return host
 
     def delete(
         self,
@@ -221,8 +221,8 @@ class Existing:
     def wait_ready(self, cluster: str, *, timeout_s: float, poll_s: float = 30, on_progress=print) -> dict:
         return self.create(cluster, "")[0]
 
-    def head_node(self, description: dict, user: str, port: int, identity_file: str) -> HeadNode:
-        return HeadNode(self.host, user=user, port=port, identity_file=identity_file)
+    def head_host(self, description: dict) -> str:
+        return self.host
 
     def delete(self, cluster: str, *, timeout_s: float, poll_s: float = 30, on_progress=print) -> str:
         on_progress(f"cluster {cluster} is an existing one (cluster.provider: existing): left running")
@@ -276,7 +276,7 @@ def create(
         poll_s=remote_cfg["poll_seconds"],
         on_progress=on_progress,
     )
-    head = chosen.head_node(description, "", 0, "")
+    head = chosen.head_host(description)
     alarm = ""
     if budgets is not None and account:
         tag = (config["costs"]["tag_key"], name)
@@ -289,7 +289,7 @@ def create(
         "region": config["cluster"]["region"],
         "adopted": adopted,
         "status": description.get("clusterStatus", ""),
-        "head_node": head.host,
+        "head_node": head,
         "head_node_instance": (description.get("headNode") or {}).get("instanceId", ""),
         "budget_alarm": alarm,
         "requested": started,
