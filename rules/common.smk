@@ -35,7 +35,8 @@ BATCHES = checks.batches(VISITS["visit"], PROCESS_VISITS, config["visits_per_job
 BATCH_OF = {visit: name for name, members in BATCHES.items() for visit in members}
 CLUSTER_NAME = config["cluster"]["name"]
 CLUSTER_DIR = lifecycle.cluster_dir(config)
-STACK = f"resources/stack/{config['stack']['tag']}"
+STACK_PREFIX = config["stack"]["prefix"].rstrip("/")
+STACK = f"{STACK_PREFIX}/{config['stack']['tag']}"
 REPO = config["butler"]["repo"]
 DEFAULT_INPUTS = f"{simcam.NAME}/defaults"
 TASK_SOURCES = sorted(str(p) for p in Path("tasks/src").rglob("*.py"))
@@ -48,7 +49,9 @@ SIMULATOR_SOURCES = [
 
 
 def stack_lock(wildcards):
-    """The pinned package list of a pip-mode stack tag."""
+    """The pinned package list of a pip-mode stack tag (other methods have none)."""
+    if config["stack"]["method"] != "pip":
+        return []
     return f"envs/stack-pip/{wildcards.tag}.lock"
 
 
@@ -140,15 +143,19 @@ def all_targets(bundle=True):
 
 
 def bundle_inputs():
-    """What the run read, to checksum in the bundle: config, tables, pipeline, prices, lock, data."""
+    """What the run read, to checksum in the bundle: config, tables, pipeline, prices, lock, data.
+
+    (A stack not installed from a lock file is described by its manifest, a bundle member.)
+    """
     paths = [
         "config/config.yaml",
         "config/butler-seed.yaml",
         config["visits"],
         config["pipeline"]["file"],
         "config/prices",
-        f"envs/stack-pip/{config['stack']['tag']}.lock",
     ]
+    if config["stack"]["method"] == "pip":
+        paths.append(f"envs/stack-pip/{config['stack']['tag']}.lock")
     if config["data"]["source"] == "directory":
         paths.append(config["data"]["path"])
     else:

@@ -1,4 +1,5 @@
-# The LSST stack: installed once per tag, activated by every LSST step.
+# The LSST stack: installed once per tag (in <stack.prefix>/<tag>/, by the
+# configured method), activated by every LSST step through activate.sh.
 
 
 rule install_stack:
@@ -7,9 +8,8 @@ rule install_stack:
         tasks_project="tasks/pyproject.toml",
         tasks=TASK_SOURCES,
     output:
-        manifest="resources/stack/{tag}/manifest.json",
-        activate="resources/stack/{tag}/activate.sh",
-        venv=directory("resources/stack/{tag}/venv"),
+        manifest=f"{STACK_PREFIX}/{{tag}}/manifest.json",
+        activate=f"{STACK_PREFIX}/{{tag}}/activate.sh",
     log:
         "logs/stack/{tag}/install_stack.log",
     benchmark:
@@ -19,5 +19,8 @@ rule install_stack:
     params:
         method=config["stack"]["method"],
         python=config["stack"]["python"],
+        load_script=config["stack"]["load_script"],
+        products=config["stack"]["products"],
+        lsstinstall_url=config["stack"]["lsstinstall_url"],
     script:
         "../scripts/install_stack.py"

@@ -160,6 +160,21 @@ def test_directory_source_needs_a_path():
         check(config)
 
 
+@pytest.mark.parametrize(
+    "stack, expected",
+    [
+        ({"method": "existing"}, r"stack\.method is 'existing' but stack\.load_script is empty"),
+        ({"method": "lsstinstall", "products": []}, r"stack\.products is empty"),
+        ({"method": "conda"}, r"stack\.method"),
+    ],
+)
+def test_stack_methods_need_their_keys(stack, expected):
+    config = default_config()
+    config["stack"] = config["stack"] | stack
+    with pytest.raises(checks.ConfigError, match=expected):
+        check(config)
+
+
 def test_command_line_strings_become_schema_types():
     """``--config`` parses nested values with YAML's BaseLoader: every scalar arrives as a string."""
     schema = yaml.safe_load(SCHEMA.read_text())

@@ -230,6 +230,17 @@ def check_data_directory(path: str, visits: Iterable[int]) -> None:
         raise ConfigError(f"data directory {root} has no raw/{missing[0]}/ folder for visit {missing[0]}")
 
 
+def check_stack(stack: dict) -> None:
+    """What each stack method needs besides the schema (paths are checked where the stack is installed)."""
+    if stack["method"] == "existing" and not stack["load_script"]:
+        raise ConfigError(
+            "stack.method is 'existing' but stack.load_script is empty: give the installed stack's"
+            " loadLSST.bash (e.g. /cvmfs/sw.lsst.eu/linux-x86_64/lsst_distrib/<tag>/loadLSST.bash)"
+        )
+    if stack["method"] == "lsstinstall" and not stack["products"]:
+        raise ConfigError("stack.products is empty: name the EUPS products lsstinstall is to install")
+
+
 def _ranges(values: list[int]) -> str:
     values = sorted(values)
     if not values:
@@ -261,4 +272,5 @@ def check_workflow_config(config: dict, schema_path: Path, fill_defaults, bands:
     chosen = select_visits(visits, config["process_visits"], config["visits"])
     if config["data"]["source"] == "directory":
         check_data_directory(config["data"]["path"], chosen)
+    check_stack(config["stack"])
     return visits, chosen
