@@ -2,13 +2,15 @@
 #
 # resources/stack/<tag>/          the LSST stack (venv/), activate.sh, manifest.json
 # results/simulated/              refcat.parquet, calib/, raw/<visit>/, truth/<visit>.parquet
+# resources/data/                 calib/, raw/<visit>/ staged from an s3:// data source
 # results/butler/repo/            the Butler repository (SQLite registry + files)
 # results/butler/*.json           records of repository set-up, ingest and the output chain
 # results/batches/<batch>/        what each processing job (a batch of visits) wrote
 # results/visits/<visit>/         summary.json and sources.parquet exported from the Butler
 # results/summary/                visits.{csv,parquet}, truth_check.csv, figures
 # results/costs/                  estimate.json, timings.{parquet,csv}, cost tables, figures
-# results/provenance/             the publishing bundle (.tar.gz), report.zip, resolved config
+# results/provenance/             the publishing bundle (.tar.gz), report.zip, resolved config,
+#                                 published.json (what went to publish.uri)
 # results/cluster/                the ParallelCluster configuration and its validation
 # results/clusters/<name>/        the control plane's records: created, synced, run, fetched, teardown
 # results/benchmarks/, logs/      per-rule timings and logs, mirroring the paths above
@@ -27,6 +29,7 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/simulate.smk"
+include: "rules/data.smk"
 include: "rules/stack.smk"
 include: "rules/butler.smk"
 include: "rules/process.smk"
@@ -57,6 +60,9 @@ localrules:
     plot_costs,
     actual_bill,
     bundle,
+    publish,
+    stage_calibs,
+    stage_raws,
     cluster_config,
     validate_cluster,
     create_cluster,

@@ -16,7 +16,10 @@ rule cluster_config:
     conda:
         "../envs/workflow.yaml"
     params:
-        config={key: config[key] for key in ("cluster", "costs", "stack")},
+        config={
+            key: config[key]
+            for key in ("cluster", "costs", "stack", "data", "publish")
+        },
     script:
         "../scripts/cluster_config.py"
 

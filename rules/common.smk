@@ -35,6 +35,12 @@ BATCHES = checks.batches(VISITS["visit"], PROCESS_VISITS, config["visits_per_job
 BATCH_OF = {visit: name for name, members in BATCHES.items() for visit in members}
 CLUSTER_NAME = config["cluster"]["name"]
 CLUSTER_DIR = lifecycle.cluster_dir(config)
+# raw/<visit>/ and calib/: simulated, an existing folder, or staged from S3
+DATA_DIR = {
+    "simulated": "results/simulated",
+    "directory": config["data"]["path"].rstrip("/"),
+    "s3": "resources/data",
+}[config["data"]["source"]]
 STACK_PREFIX = config["stack"]["prefix"].rstrip("/")
 STACK = f"{STACK_PREFIX}/{config['stack']['tag']}"
 REPO = config["butler"]["repo"]
@@ -74,16 +80,12 @@ def visit_row(wildcards):
 
 def raw_dir(wildcards):
     """Folder of a visit's raw frames, for the configured data source."""
-    if config["data"]["source"] == "directory":
-        return f"{config['data']['path']}/raw/{wildcards.visit}"
-    return f"results/simulated/raw/{wildcards.visit}"
+    return f"{DATA_DIR}/raw/{wildcards.visit}"
 
 
 def calib_dir(wildcards=None):
     """Folder of the master bias and flat frames, for the configured data source."""
-    if config["data"]["source"] == "directory":
-        return f"{config['data']['path']}/calib"
-    return "results/simulated/calib"
+    return f"{DATA_DIR}/calib"
 
 
 def batch_visits(wildcards):
@@ -139,6 +141,8 @@ def all_targets(bundle=True):
         targets.append("results/summary/truth_check.csv")
     if bundle:
         targets.append("results/provenance/lsst-on-aws-bundle.tar.gz")
+        if config["publish"]["uri"]:
+            targets.append("results/provenance/published.json")
     return targets
 
 
@@ -156,10 +160,7 @@ def bundle_inputs():
     ]
     if config["stack"]["method"] == "pip":
         paths.append(f"envs/stack-pip/{config['stack']['tag']}.lock")
-    if config["data"]["source"] == "directory":
-        paths.append(config["data"]["path"])
-    else:
-        paths.append("results/simulated")
+    paths.append(DATA_DIR)
     return paths
 
 

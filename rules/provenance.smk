@@ -25,3 +25,26 @@ rule bundle:
         workflow_dir=workflow.basedir,
     script:
         "../scripts/bundle.py"
+
+
+# The published copy (publish.uri, s3://): the bundle, the report and the
+# main tables, each object with its SHA-256; published.json lists them.
+rule publish:
+    input:
+        bundle="results/provenance/lsst-on-aws-bundle.tar.gz",
+        report="results/provenance/report.zip",
+        visits="results/summary/visits.csv",
+        breakdown="results/costs/breakdown.csv",
+        timings="results/costs/timings.csv",
+    output:
+        record="results/provenance/published.json",
+    log:
+        "logs/provenance/publish.log",
+    benchmark:
+        "results/benchmarks/provenance/publish.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    params:
+        uri=config["publish"]["uri"].rstrip("/"),
+    script:
+        "../scripts/publish.py"

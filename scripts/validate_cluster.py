@@ -16,6 +16,7 @@ with to_log(snakemake.log[0]) as log:
         identity = cluster.caller_identity(session.client("sts"))
         log.info("AWS identity %s (account %s)", identity["Arn"], identity["Account"])
         cluster.check(doc, snakemake.params.name, ec2=session.client("ec2"))
+        cluster.check_buckets(doc, session.client("s3"))
         messages = cluster.dry_run(snakemake.input.yaml, snakemake.params.name, snakemake.params.suppress)
     except (cluster.CredentialsError, cluster.ClusterConfigError) as err:
         fail(log, f"Cluster validation failed: {err}")

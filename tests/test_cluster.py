@@ -61,6 +61,21 @@ def test_each_shared_storage_is_valid_and_retained(storage):
     assert doc["HeadNode"]["Iam"]["S3Access"] == [{"BucketName": "rubin-raws", "EnableWriteAccess": True}]
 
 
+def test_nodes_get_the_buckets_of_the_data_source_and_of_publishing():
+    config = workflow_config(data_bucket="scratch")
+    config["data"] = {"source": "s3", "path": "s3://survey-raws/decam/2024"}
+    config["publish"] = {"uri": "s3://papers/run-7"}
+    doc = cluster.render(config, allowed_ips="10.0.0.1/32")
+    expected = [
+        {"BucketName": "scratch", "EnableWriteAccess": True},
+        {"BucketName": "survey-raws", "EnableWriteAccess": False},
+        {"BucketName": "papers", "EnableWriteAccess": True},
+    ]
+    assert doc["HeadNode"]["Iam"]["S3Access"] == expected
+    assert all(queue["Iam"]["S3Access"] == expected for queue in doc["Scheduling"]["SlurmQueues"])
+    assert cluster.schema_errors(doc, "lsst-on-aws") == []
+
+
 def test_on_demand_market_puts_on_demand_first_and_accounting_is_passed_on():
     config = workflow_config(market="on-demand")
     config["cluster"]["slurm_accounting"] = {

@@ -96,3 +96,13 @@ def test_missing_subnet_fails_offline_naming_the_key(workdir, moto_server, moto_
     assert result.returncode != 0
     assert "Cluster configuration error: config key cluster.subnet_id is empty" in result.stderr
     assert not (workdir / VALIDATION).exists()
+
+
+def test_bucket_that_does_not_exist_is_named_before_the_dry_run(workdir, moto_server, moto_account):
+    result = validate(workdir, moto_server, **moto_account | {"data_bucket": "no-such-bucket"})
+    assert result.returncode != 0
+    assert (
+        "S3 bucket no-such-bucket (HeadNode.Iam.S3Access): the bucket does not exist"
+        " (config keys cluster.data_bucket, data.path, publish.uri)"
+    ) in result.stderr
+    assert not (workdir / VALIDATION).exists()

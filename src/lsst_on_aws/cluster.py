@@ -61,9 +61,8 @@ def render(config: dict, *, allowed_ips: str) -> dict:
     }
     if cluster["ssh_key_name"]:
         head_node["Ssh"]["KeyName"] = cluster["ssh_key_name"]
-    s3_access = []
-    if cluster["data_bucket"]:
-        s3_access = [{"BucketName": cluster["data_bucket"], "EnableWriteAccess": True}]
+    s3_access = s3_buckets(config)
+    if s3_access:
         head_node["Iam"] = {"S3Access": s3_access}
     queues = []
     for capacity in ("SPOT", "ONDEMAND") if cluster["market"] == "spot" else ("ONDEMAND", "SPOT"):
@@ -99,6 +98,32 @@ def render(config: dict, *, allowed_ips: str) -> dict:
         "SharedStorage": [_shared_storage(cluster)],
         "Tags": tags,
     }
+
+
+def s3_buckets(config: dict) -> list[dict]:
+    """S3 access of the nodes: cluster.data_bucket and publish.uri read-write, an s3:// data source read."""
+    access: dict[str, bool] = {}
+    if config["cluster"]["data_bucket"]:
+        access[config["cluster"]["data_bucket"]] = True
+    if config["data"]["source"] == "s3":
+        bucket = config["data"]["path"].removeprefix("s3://").split("/")[0]
+        access.setdefault(bucket, False)
+    if config["publish"]["uri"]:
+        access[config["publish"]["uri"].removeprefix("s3://").split("/")[0]] = True
+    return [{"BucketName": name, "EnableWriteAccess": write} for name, write in access.items()]
+
+
+def check_buckets(doc: dict, s3) -> None:
+    """Every bucket the nodes are given access to exists and these credentials may list it."""
+    from lsst_on_aws.s3data import S3DataError, check_bucket
+
+    for entry in doc.get("HeadNode", {}).get("Iam", {}).get("S3Access", []):
+        try:
+            check_bucket(s3, entry["BucketName"], "HeadNode.Iam.S3Access")
+        except S3DataError as err:
+            raise ClusterConfigError(
+                f"{err} (config keys cluster.data_bucket, data.path, publish.uri)"
+            ) from None
 
 
 def _resource_name(instance_type: str) -> str:

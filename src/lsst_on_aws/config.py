@@ -272,5 +272,9 @@ def check_workflow_config(config: dict, schema_path: Path, fill_defaults, bands:
     chosen = select_visits(visits, config["process_visits"], config["visits"])
     if config["data"]["source"] == "directory":
         check_data_directory(config["data"]["path"], chosen)
+    if config["data"]["source"] == "s3" and not config["data"]["path"].startswith("s3://"):
+        raise ConfigError(
+            f"data.source is 's3' but data.path {config['data']['path']!r} is not an s3://bucket/prefix URI"
+        )
     check_stack(config["stack"])
     return visits, chosen
