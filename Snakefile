@@ -13,6 +13,7 @@
 #                                 published.json (what went to publish.uri)
 # results/cluster/                the ParallelCluster configuration and its validation
 # results/clusters/<name>/        the control plane's records: created, synced, run, fetched, teardown
+# results/storage/<id>/           deleted.json: retained shared storage deleted on request
 # results/benchmarks/, logs/      per-rule timings and logs, mirroring the paths above
 
 
@@ -71,6 +72,7 @@ localrules:
     fetch_results,
     teardown,
     delete_cluster,
+    delete_storage,
 
 
 rule all:

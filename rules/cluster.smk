@@ -40,5 +40,27 @@ rule validate_cluster:
         name=config["cluster"]["name"],
         region=config["cluster"]["region"],
         suppress=config["cluster"]["suppress_validators"],
+        storage={key: config["cluster"][key] for key in ("storage_id", "storage_type")},
     script:
         "../scripts/validate_cluster.py"
+
+
+# Retained shared storage, deleted only when asked by its id (teardown.json
+# names it): `snakemake --profile aws results/storage/<id>/deleted.json`.
+# Only storage a cluster of this workflow made or used, and nothing mounts.
+rule delete_storage:
+    output:
+        record="results/storage/{storage_id}/deleted.json",
+    log:
+        "logs/storage/{storage_id}/delete_storage.log",
+    benchmark:
+        "results/benchmarks/storage/{storage_id}/delete_storage.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    params:
+        region=config["cluster"]["region"],
+        tag_key=config["costs"]["tag_key"],
+        timeout_minutes=config["remote"]["delete_timeout_minutes"],
+        poll_seconds=config["remote"]["poll_seconds"],
+    script:
+        "../scripts/delete_storage.py"

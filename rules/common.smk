@@ -17,6 +17,7 @@ wildcard_constraints:
     visit=r"\d+",
     batch=r"\d+-\d+",
     tag=r"[A-Za-z0-9._-]+",
+    storage_id=r"(vol|fs)-[0-9a-f]{8,17}",
 
 
 try:

@@ -6,7 +6,7 @@ from pathlib import Path
 import boto3
 import yaml
 
-from lsst_on_aws import cluster
+from lsst_on_aws import cluster, storage
 from lsst_on_aws.logs import fail, to_log
 
 with to_log(snakemake.log[0]) as log:
@@ -17,8 +17,17 @@ with to_log(snakemake.log[0]) as log:
         log.info("AWS identity %s (account %s)", identity["Arn"], identity["Account"])
         cluster.check(doc, snakemake.params.name, ec2=session.client("ec2"))
         cluster.check_buckets(doc, session.client("s3"))
+        existing = snakemake.params.storage
+        if existing["storage_id"]:
+            subnet = doc["HeadNode"]["Networking"]["SubnetId"]
+            [described] = session.client("ec2").describe_subnets(SubnetIds=[subnet])["Subnets"]
+            info = storage.describe(session, existing["storage_id"])
+            storage.check_reusable(info, existing["storage_type"], described["AvailabilityZone"])
+            log.info(
+                "shared storage %s (%s, %s GB) can be mounted", info["id"], info["kind"], info["size_gb"]
+            )
         messages = cluster.dry_run(snakemake.input.yaml, snakemake.params.name, snakemake.params.suppress)
-    except (cluster.CredentialsError, cluster.ClusterConfigError) as err:
+    except (cluster.CredentialsError, cluster.ClusterConfigError, storage.StorageError) as err:
         fail(log, f"Cluster validation failed: {err}")
     for message in messages:
         log.info("pcluster %s %s: %s", message.get("level"), message.get("type"), message.get("message"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 
+import boto3
 import pytest
 import yaml
 from conftest import aws_env, copy_workflow, snakemake
@@ -106,3 +107,26 @@ def test_bucket_that_does_not_exist_is_named_before_the_dry_run(workdir, moto_se
         " (config keys cluster.data_bucket, data.path, publish.uri)"
     ) in result.stderr
     assert not (workdir / VALIDATION).exists()
+
+
+def test_existing_storage_in_another_zone_is_refused(workdir, moto_server, moto_account):
+    """A retained volume mounts only in its own zone: said before pcluster's dry run."""
+    ec2 = boto3.Session(region_name="us-east-1").client("ec2")
+    volume = ec2.create_volume(AvailabilityZone="us-east-1b", Size=100, VolumeType="gp3")["VolumeId"]
+    result = validate(workdir, moto_server, **moto_account | {"storage_id": volume})
+    assert result.returncode != 0
+    assert (
+        f"Cluster validation failed: EBS volume {volume} is in us-east-1b"
+        " but the cluster's subnet is in us-east-1a"
+    ) in result.stderr
+    assert not (workdir / VALIDATION).exists()
+
+
+def test_existing_storage_passes_the_dry_run(workdir, moto_server, moto_account):
+    """A retained volume in the subnet's zone is mounted at /shared instead of a new one."""
+    ec2 = boto3.Session(region_name="us-east-1").client("ec2")
+    volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=100, VolumeType="gp3")["VolumeId"]
+    result = validate(workdir, moto_server, **moto_account | {"storage_id": volume})
+    assert result.returncode == 0, result.stderr[-4000:]
+    rendered = yaml.safe_load((workdir / "results/cluster/cluster-config.yaml").read_text())
+    assert rendered["SharedStorage"][0]["EbsSettings"] == {"VolumeId": volume}

@@ -27,8 +27,11 @@ VERSION = "3.16.1"
 NAME = "lsst-test"
 
 
-def pcluster_shaped_cluster(name: str = NAME) -> str:
-    """A cluster as pcluster finds one, registered on moto: the head node's instance id."""
+def pcluster_shaped_cluster(name: str = NAME, shared_volume: bool = False) -> str:
+    """A cluster as pcluster finds one, registered on moto: the head node's instance id.
+
+    ``shared_volume``: with an EBS volume for /shared, retained as pcluster makes it (DeletionPolicy Retain).
+    """
     session = boto3.Session(region_name="us-east-1")
     ec2, s3, cfn = session.client("ec2"), session.client("s3"), session.client("cloudformation")
     bucket = f"{name}-artifacts"
@@ -59,6 +62,12 @@ def pcluster_shaped_cluster(name: str = NAME) -> str:
             }
         },
     }
+    if shared_volume:
+        template["Resources"]["EBS0"] = {
+            "Type": "AWS::EC2::Volume",
+            "DeletionPolicy": "Retain",
+            "Properties": {"AvailabilityZone": "us-east-1a", "Size": 100, "VolumeType": "gp3"},
+        }
     cfn.create_stack(
         StackName=name,
         TemplateBody=json.dumps(template),
@@ -115,6 +124,24 @@ def test_delete_waits_until_gone_and_is_idempotent(moto, pcluster_home):
     assert instance_state(head) == "terminated"
     # a rerun of an interrupted teardown finds nothing left to delete
     assert lifecycle.teardown(config("always"), run_ok=True, on_progress=seen.append)["action"] == "absent"
+
+
+def test_teardown_names_the_retained_storage_and_leaves_it(moto, pcluster_home):
+    pcluster_shaped_cluster(shared_volume=True)
+    ec2 = boto3.Session(region_name="us-east-1").client("ec2")
+    [volume] = ec2.describe_volumes()["Volumes"]
+    seen = []
+
+    record = lifecycle.teardown(config("always"), run_ok=True, on_progress=seen.append)
+
+    assert record["action"] == "deleted"
+    assert record["retained_storage"] == [{"id": volume["VolumeId"], "kind": "ebs"}]
+    assert ec2.describe_volumes(VolumeIds=[volume["VolumeId"]])["Volumes"][0]["State"] == "available"
+    assert any(
+        f"cluster.storage_id={volume['VolumeId']}" in line
+        and f"results/storage/{volume['VolumeId']}/deleted.json" in line
+        for line in seen
+    )
 
 
 @pytest.mark.parametrize(

@@ -132,8 +132,15 @@ def _resource_name(instance_type: str) -> str:
 
 
 def _shared_storage(cluster: dict) -> dict:
-    """The shared storage that holds the stack and the Butler repository."""
-    kind = cluster["storage_type"]
+    """The shared storage that holds the stack and the Butler repository: new and retained, or existing."""
+    kind, existing = cluster["storage_type"], cluster["storage_id"]
+    if existing:
+        key, settings = {
+            "ebs": ("Ebs", {"VolumeId": existing}),
+            "efs": ("Efs", {"FileSystemId": existing}),
+            "fsxlustre": ("FsxLustre", {"FileSystemId": existing}),
+        }[kind]
+        return {"MountDir": SHARED_DIR, "Name": "lsst-shared", "StorageType": key, f"{key}Settings": settings}
     if kind == "ebs":
         settings = {"VolumeType": "gp3", "Size": cluster["shared_storage_gb"], "DeletionPolicy": "Retain"}
         return {"MountDir": SHARED_DIR, "Name": "lsst-shared", "StorageType": "Ebs", "EbsSettings": settings}

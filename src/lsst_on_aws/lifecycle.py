@@ -28,6 +28,7 @@ from pathlib import Path
 
 from lsst_on_aws.cluster import budget_alarm, pcluster_command
 from lsst_on_aws.remote import HeadNode
+from lsst_on_aws.storage import stack_storage
 
 READY = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE"}
 FAILED = {"CREATE_FAILED", "UPDATE_FAILED", "DELETE_FAILED"}
@@ -164,6 +165,12 @@ class Pcluster:
             raise ClusterError(f"cluster {description.get('clusterName')} has no head node address yet")
         return host
 
+    def storage(self, cluster: str) -> list[dict]:
+        """The shared storage the cluster's stack made ([{"id", "kind"}]): it outlives the cluster."""
+        import boto3
+
+        return stack_storage(boto3.Session(region_name=self.region).client("cloudformation"), cluster)
+
     def delete(
         self,
         cluster: str,
@@ -223,6 +230,10 @@ class Existing:
 
     def head_host(self, description: dict) -> str:
         return self.host
+
+    def storage(self, cluster: str) -> list[dict]:
+        """Storage of a head node that is not ours is none of ours."""
+        return []
 
     def delete(self, cluster: str, *, timeout_s: float, poll_s: float = 30, on_progress=print) -> str:
         on_progress(f"cluster {cluster} is an existing one (cluster.provider: existing): left running")
@@ -328,13 +339,24 @@ def teardown(
             f" snakemake --profile aws {cluster_dir(config)}/deleted.json"
         )
         return record | {"action": "kept"}
-    action = provider_of(config).delete(
+    provider = provider_of(config)
+    retained = provider.storage(name)
+    mounted = config["cluster"]["storage_id"]  # storage of an earlier cluster, mounted by this one
+    if isinstance(provider, Pcluster) and mounted and mounted not in {r["id"] for r in retained}:
+        retained.append({"id": mounted, "kind": config["cluster"]["storage_type"]})
+    action = provider.delete(
         name,
         timeout_s=60 * remote_cfg["delete_timeout_minutes"],
         poll_s=remote_cfg["poll_seconds"],
         on_progress=on_progress,
     )
-    return record | {"action": action}
+    for item in retained:
+        on_progress(
+            f"shared storage {item['id']} ({item['kind']}) is retained, with the stack and the results on it,"
+            f" and bills until deleted: a later cluster mounts it with cluster.storage_id={item['id']};"
+            f" `snakemake --profile aws results/storage/{item['id']}/deleted.json` deletes it"
+        )
+    return record | {"action": action, "retained_storage": retained}
 
 
 # written before a cluster is asked for, removed once it is gone: a failure in
