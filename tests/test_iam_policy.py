@@ -4,8 +4,9 @@ Every request to moto's server is recorded (moto's own recorder) while the
 workflow's AWS code runs: the credentials check, the instance-type check,
 pcluster's dry run (a subprocess: its calls are recorded too), spot prices,
 the bill, the budget alarm, and the lifecycle's describe, adoption and
-delete of a pcluster-shaped cluster (see test_lifecycle). Each request
-becomes the IAM action it needs.
+delete of a pcluster-shaped cluster (see test_lifecycle), the buckets and
+retained storage checked before a cluster is created, and the deletion of
+retained storage of each kind. Each request becomes the IAM action it needs.
 The policy must allow each of them and nothing else, but for the Pricing API,
 which moto does not emulate (its call is tested with botocore's Stubber in
 test_costs). Lifecycle actions join the policy with the code that calls them.
@@ -20,9 +21,23 @@ import yaml
 from conftest import REPO_ROOT, moto_recording
 from test_lifecycle import NAME, pcluster_shaped_cluster
 
-from lsst_on_aws import cluster, costs, iam, lifecycle
+from lsst_on_aws import cluster, costs, iam, lifecycle, storage
 
 NOT_EMULATED = {"pricing:GetProducts"}
+
+
+def retained_storage(session) -> list[str]:
+    """An EBS volume, an EFS and an FSx file system that a cluster of the workflow retained."""
+    tags = [{"Key": "lsst-on-aws:cluster", "Value": "lsst-on-aws"}]
+    ec2 = session.client("ec2")
+    spec = [{"ResourceType": "volume", "Tags": tags}]
+    volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=100, TagSpecifications=spec)["VolumeId"]
+    efs = session.client("efs").create_file_system(Tags=tags)["FileSystemId"]
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    fsx = session.client("fsx").create_file_system(
+        FileSystemType="LUSTRE", StorageCapacity=1200, SubnetIds=[subnet], Tags=tags
+    )["FileSystem"]["FileSystemId"]
+    return [volume, efs, fsx]
 
 
 def test_policy_allows_exactly_what_the_workflow_calls(moto, moto_account, tmp_path, monkeypatch):
@@ -33,11 +48,16 @@ def test_policy_allows_exactly_what_the_workflow_calls(moto, moto_account, tmp_p
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     monkeypatch.setenv("HOME", str(tmp_path))  # pcluster's log
     session = boto3.Session(region_name="us-east-1")
-    pcluster_shaped_cluster()  # a cluster to adopt and delete; setting it up is not the workflow's
+    # set up, not the workflow's calls: a cluster to adopt and delete (its storage retained), and
+    # retained storage of each kind to delete
+    pcluster_shaped_cluster(shared_volume=True)
+    retained = retained_storage(session)
     lifecycle_config = config | {"cluster": config["cluster"] | {"name": NAME}}
     with moto_recording(moto) as requests:
         identity = cluster.caller_identity(session.client("sts"))
         cluster.check(doc, "lsst-on-aws", ec2=session.client("ec2"))
+        cluster.check_buckets(doc, session.client("s3"))
+        storage.check_reusable(storage.describe(session, retained[0]), "ebs", "us-east-1a")
         cluster.dry_run(str(path), "lsst-on-aws", moto_account["suppress_validators"])
         with contextlib.suppress(costs.PriceError):  # moto may have no history: the call is what counts
             costs.spot_price(session.client("ec2"), costs.table_price("c6i.2xlarge", "us-east-1"))
@@ -46,6 +66,8 @@ def test_policy_allows_exactly_what_the_workflow_calls(moto, moto_account, tmp_p
         cluster.budget_alarm(session.client("budgets"), identity["Account"], "lsst-on-aws", tag, 25.0)
         lifecycle.create(lifecycle_config, str(path), on_progress=lambda _: None)
         lifecycle.teardown(lifecycle_config, run_ok=True, on_progress=lambda _: None)
+        for storage_id in retained:
+            storage.delete(session, storage_id, tag[0], poll_s=0.1, on_progress=lambda _: None)
     called = iam.recorded_actions(requests)
     allowed = iam.policy_actions()
     assert called <= allowed, f"the policy lacks {sorted(called - allowed)}"

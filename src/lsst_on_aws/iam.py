@@ -38,6 +38,13 @@ S3_ACTIONS = {
     ("DELETE", "object"): "s3:DeleteObject",
 }
 
+# EFS's REST calls: (method, resource: the path's segment after the API version) -> IAM action
+EFS_ACTIONS = {
+    ("GET", "file-systems"): "elasticfilesystem:DescribeFileSystems",
+    ("DELETE", "file-systems"): "elasticfilesystem:DeleteFileSystem",
+    ("GET", "mount-targets"): "elasticfilesystem:DescribeMountTargets",
+}
+
 
 def request_action(record: dict) -> str:
     """The IAM action of one recorded request (moto's recorder format: headers, method, url, body).
@@ -46,7 +53,8 @@ def request_action(record: dict) -> str:
     ``Action`` of query-protocol services (EC2, STS, IAM, CloudFormation) or
     the ``X-Amz-Target`` of JSON-protocol ones (Cost Explorer, Budgets,
     Pricing). An S3 call is named by its method and whether it is on a
-    bucket or an object (`S3_ACTIONS`); any other REST call comes back as
+    bucket or an object (`S3_ACTIONS`), an EFS call by its method and
+    resource (`EFS_ACTIONS`); any other REST call comes back as
     ``service:METHOD path``, which no policy matches: map it here first.
     """
     headers = {k.lower(): v for k, v in record["headers"].items()}
@@ -65,6 +73,9 @@ def request_action(record: dict) -> str:
         on = "object" if "/" in path.strip("/") else "bucket"
         if service == "s3" and (record["method"], on) in S3_ACTIONS:
             return S3_ACTIONS[(record["method"], on)]
+        resource = [*path.strip("/").split("/"), ""][1]  # /<api version>/<resource>/...
+        if service == "elasticfilesystem" and (record["method"], resource) in EFS_ACTIONS:
+            return EFS_ACTIONS[(record["method"], resource)]
         return f"{service}:{record['method']} {path}"
     action = f"{service}:{operation}"
     return ACTION_NAMES.get(action, action)
