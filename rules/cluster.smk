@@ -9,6 +9,7 @@
 rule cluster_config:
     output:
         yaml="results/cluster/cluster-config.yaml",
+        bootstrap="results/cluster/bootstrap.sh",
     log:
         "logs/cluster/cluster_config.log",
     benchmark:
@@ -18,7 +19,7 @@ rule cluster_config:
     params:
         config={
             key: config[key]
-            for key in ("cluster", "costs", "stack", "data", "publish")
+            for key in ("cluster", "costs", "stack", "data", "publish", "remote")
         },
     script:
         "../scripts/cluster_config.py"
@@ -27,6 +28,7 @@ rule cluster_config:
 rule validate_cluster:
     input:
         yaml="results/cluster/cluster-config.yaml",
+        bootstrap="results/cluster/bootstrap.sh",
         estimate="results/costs/estimate.json",
     output:
         json="results/cluster/validation.json",

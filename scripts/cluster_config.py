@@ -2,14 +2,16 @@
 
 import yaml
 
-from lsst_on_aws import cluster
+from lsst_on_aws import bootstrap, cluster
 from lsst_on_aws.logs import fail, to_log
 
 config = snakemake.params.config
 with to_log(snakemake.log[0]) as log:
     try:
         allowed = config["cluster"]["allowed_ips"] or cluster.own_cidr()
-        doc = cluster.render(config, allowed_ips=allowed)
+        uri = bootstrap.script_uri(config)
+        action = {"Script": uri, "Args": bootstrap.folders(config)} if uri else None
+        doc = cluster.render(config, allowed_ips=allowed, bootstrap=action)
         cluster.check(doc, config["cluster"]["name"])
     except cluster.ClusterConfigError as err:
         fail(log, f"Cluster configuration error: {err}")
@@ -17,3 +19,5 @@ with to_log(snakemake.log[0]) as log:
         out.write("# ParallelCluster v3 configuration, rendered by the workflow from config/config.yaml\n")
         yaml.safe_dump(doc, out, sort_keys=False)
     log.info("rendered and checked against pcluster's ClusterSchema: %s", snakemake.output.yaml)
+    with open(snakemake.output.bootstrap, "w") as out:
+        out.write(bootstrap.SCRIPT)

@@ -6,7 +6,7 @@ from pathlib import Path
 import boto3
 import yaml
 
-from lsst_on_aws import cluster, storage
+from lsst_on_aws import cluster, s3data, storage
 from lsst_on_aws.logs import fail, to_log
 
 with to_log(snakemake.log[0]) as log:
@@ -26,8 +26,19 @@ with to_log(snakemake.log[0]) as log:
             log.info(
                 "shared storage %s (%s, %s GB) can be mounted", info["id"], info["kind"], info["size_gb"]
             )
+        action = doc["HeadNode"].get("CustomActions", {}).get("OnNodeConfigured")
+        uploaded = []
+        if action:  # pcluster's dry run checks that the script is there: the one thing written
+            bucket_prefix = action["Script"].rsplit("/", 1)[0]
+            script = {"bootstrap.sh": Path(snakemake.input.bootstrap)}
+            uploaded = s3data.publish(session.client("s3"), script, bucket_prefix, log=log.info)
         messages = cluster.dry_run(snakemake.input.yaml, snakemake.params.name, snakemake.params.suppress)
-    except (cluster.CredentialsError, cluster.ClusterConfigError, storage.StorageError) as err:
+    except (
+        cluster.CredentialsError,
+        cluster.ClusterConfigError,
+        storage.StorageError,
+        s3data.S3DataError,
+    ) as err:
         fail(log, f"Cluster validation failed: {err}")
     for message in messages:
         log.info("pcluster %s %s: %s", message.get("level"), message.get("type"), message.get("message"))
@@ -38,6 +49,7 @@ with to_log(snakemake.log[0]) as log:
         "identity": identity["Arn"],
         "dry_run": cluster.DRY_RUN_SUCCESS,
         "messages": messages,
+        "bootstrap": uploaded,
     }
     with open(snakemake.output.json, "w") as out:
         json.dump(record, out, indent=2)

@@ -3,7 +3,8 @@
 ``snakemake results/cluster/validation.json`` renders the ParallelCluster
 configuration, checks it with pcluster's own schema, runs the budget check,
 then asks AWS: the caller's identity (STS), the instance types offered in the
-region (EC2) and ``pcluster create-cluster --dryrun true`` (the real pcluster
+region (EC2), the S3 buckets, any existing shared storage, uploads the head
+node's bootstrap script, and runs ``pcluster create-cluster --dryrun true`` (the real pcluster
 3.16.1 CLI, every validator it has). AWS is moto's server on 127.0.0.1. Where
 the emulation stops: moto has no ParallelCluster AMI, so the test uses one of
 moto's Amazon Linux 2023 images as ``cluster.custom_ami``, and moto rejects the
@@ -61,6 +62,13 @@ def test_valid_cluster_passes_the_dry_run(workdir, moto_server, moto_account):
     rendered = yaml.safe_load((workdir / "results/cluster/cluster-config.yaml").read_text())
     assert rendered["HeadNode"]["Networking"]["SubnetId"] == moto_account["subnet_id"]
     assert (workdir / "results/costs/estimate.json").exists()  # the budget check came first
+    # the head node's bootstrap script, in the data bucket where pcluster's validator found it
+    [script] = record["bootstrap"]
+    assert script["uri"] == "s3://rubin-raws/lsst-on-aws/lsst-on-aws/bootstrap.sh"
+    assert rendered["HeadNode"]["CustomActions"]["OnNodeConfigured"]["Script"] == script["uri"]
+    s3 = boto3.Session(region_name="us-east-1").client("s3")
+    body = s3.get_object(Bucket="rubin-raws", Key="lsst-on-aws/lsst-on-aws/bootstrap.sh")["Body"].read()
+    assert body == (workdir / "results/cluster/bootstrap.sh").read_bytes()
 
 
 def test_instance_type_not_offered_is_named_before_the_dry_run(workdir, moto_server, moto_account):

@@ -21,7 +21,7 @@ import yaml
 from conftest import REPO_ROOT, moto_recording
 from test_lifecycle import NAME, pcluster_shaped_cluster
 
-from lsst_on_aws import cluster, costs, iam, lifecycle, storage
+from lsst_on_aws import bootstrap, cluster, costs, iam, lifecycle, s3data, storage
 
 NOT_EMULATED = {"pricing:GetProducts"}
 
@@ -43,9 +43,12 @@ def retained_storage(session) -> list[str]:
 def test_policy_allows_exactly_what_the_workflow_calls(moto, moto_account, tmp_path, monkeypatch):
     config = yaml.safe_load((REPO_ROOT / "config/config.yaml").read_text())
     config["cluster"] |= moto_account
-    doc = cluster.render(config, allowed_ips=moto_account["allowed_ips"])
+    action = {"Script": bootstrap.script_uri(config), "Args": bootstrap.folders(config)}
+    doc = cluster.render(config, allowed_ips=moto_account["allowed_ips"], bootstrap=action)
     path = tmp_path / "cluster-config.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    script = tmp_path / "bootstrap.sh"
+    script.write_text(bootstrap.SCRIPT)
     monkeypatch.setenv("HOME", str(tmp_path))  # pcluster's log
     session = boto3.Session(region_name="us-east-1")
     # set up, not the workflow's calls: a cluster to adopt and delete (its storage retained), and
@@ -58,6 +61,7 @@ def test_policy_allows_exactly_what_the_workflow_calls(moto, moto_account, tmp_p
         cluster.check(doc, "lsst-on-aws", ec2=session.client("ec2"))
         cluster.check_buckets(doc, session.client("s3"))
         storage.check_reusable(storage.describe(session, retained[0]), "ebs", "us-east-1a")
+        s3data.publish(session.client("s3"), {"bootstrap.sh": script}, action["Script"].rsplit("/", 1)[0])
         cluster.dry_run(str(path), "lsst-on-aws", moto_account["suppress_validators"])
         with contextlib.suppress(costs.PriceError):  # moto may have no history: the call is what counts
             costs.spot_price(session.client("ec2"), costs.table_price("c6i.2xlarge", "us-east-1"))

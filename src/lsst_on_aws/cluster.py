@@ -34,12 +34,13 @@ class CredentialsError(RuntimeError):
     """No usable AWS credentials: missing, or those of the account's root user."""
 
 
-def render(config: dict, *, allowed_ips: str) -> dict:
+def render(config: dict, *, allowed_ips: str, bootstrap: dict | None = None) -> dict:
     """The ParallelCluster v3 configuration for the workflow config ``config``.
 
     ``allowed_ips`` is the CIDR allowed to reach the head node by SSH: the
     configured one, or the caller's own address as a /32 (resolved by the
-    caller of this function, never 0.0.0.0/0).
+    caller of this function, never 0.0.0.0/0). ``bootstrap`` is the head
+    node's OnNodeConfigured action ({"Script": s3 URL, "Args": [...]}).
     """
     cluster, costs = config["cluster"], config["costs"]
     if not cluster["subnet_id"]:
@@ -61,6 +62,8 @@ def render(config: dict, *, allowed_ips: str) -> dict:
     }
     if cluster["ssh_key_name"]:
         head_node["Ssh"]["KeyName"] = cluster["ssh_key_name"]
+    if bootstrap:
+        head_node["CustomActions"] = {"OnNodeConfigured": bootstrap}
     s3_access = s3_buckets(config)
     if s3_access:
         head_node["Iam"] = {"S3Access": s3_access}
