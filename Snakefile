@@ -71,6 +71,7 @@ localrules:
     remote_run,
     fetch_results,
     teardown,
+    cluster_costs,
     delete_cluster,
     delete_storage,
 

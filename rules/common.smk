@@ -126,10 +126,10 @@ def all_targets(bundle=True):
     """Everything a complete run produces (the provenance bundle, made last, included).
 
     On the control plane: the cluster's teardown record, the last step of
-    driving the run on the cluster.
+    driving the run on the cluster, and the run's costs over the cluster's life.
     """
     if config["control_plane"]:
-        return [f"{CLUSTER_DIR}/teardown.json"]
+        return [f"{CLUSTER_DIR}/teardown.json", f"{CLUSTER_DIR}/costs.csv"]
     targets = [
         "results/summary/visits.csv",
         "results/summary/visits.png",

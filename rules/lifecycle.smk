@@ -117,3 +117,27 @@ rule delete_cluster:
         config=control_plane_config(always=True),
     script:
         "../scripts/teardown.py"
+
+
+# The run's cost breakdown (fetched from the cluster) with the head node and
+# the shared storage paid over the cluster's real lifetime, from its creation
+# to its deletion (teardown.json).
+rule cluster_costs:
+    input:
+        teardown=f"{CLUSTER_DIR}/teardown.json",
+        fetched=f"{CLUSTER_DIR}/fetched.json",
+    output:
+        table=f"{CLUSTER_DIR}/costs.csv",
+    log:
+        f"logs/clusters/{CLUSTER_NAME}/cluster_costs.log",
+    benchmark:
+        f"results/benchmarks/clusters/{CLUSTER_NAME}/cluster_costs.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    params:
+        # fetched from the cluster (remote.fetch), not made here
+        breakdown="results/costs/breakdown.csv",
+        cluster=config["cluster"],
+        costs=config["costs"],
+    script:
+        "../scripts/cluster_costs.py"

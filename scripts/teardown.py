@@ -20,6 +20,11 @@ with to_log(snakemake.log[0]) as log:
         record = lifecycle.teardown(config, run_ok, on_progress=progress)
     except lifecycle.ClusterError as err:
         fail(log, f"Teardown failed: {err}")
+    created = getattr(snakemake.input, "created", None)  # delete_cluster has none
+    if created and Path(created).exists() and record["action"] == "deleted":
+        created_at = json.loads(Path(created).read_text())["created_at"]
+        record["created_at"] = created_at
+        record["lifetime_h"] = round(lifecycle.lifetime_hours(created_at, record["deleted_at"]), 4)
     lifecycle.forget_cluster(config, record)
     Path(snakemake.output.record).write_text(json.dumps(record, indent=2) + "\n")
     if run_ok is False:

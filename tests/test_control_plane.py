@@ -89,6 +89,9 @@ def test_the_run_happens_on_the_head_node_and_comes_back(driven_run):
     assert run["rc"] == 0 and run["head_node"] == f"root@127.0.0.1:{PORT}"
     teardown = json.loads((records / "teardown.json").read_text())
     assert teardown["action"] == "left running" and teardown["run_ok"] is True
+    # an existing head node has no lifetime of ours to pay: the run's own breakdown
+    fetched = pd.read_csv(local / "results/costs/breakdown.csv")
+    pd.testing.assert_frame_equal(pd.read_csv(records / "costs.csv"), fetched)
     # the records of a live cluster are gone with it; nothing is left to do
     assert not (records / "created.json").exists()
     again = snakemake(local, "--profile", "profiles/aws", "--configfile", str(config), "--dry-run")

@@ -282,6 +282,21 @@ def test_cost_breakdown_totals_jobs_and_fixed_costs_on_the_chosen_market():
     assert breakdown["total"] == pytest.approx(jobs["usd_spot"].sum() + fixed["usd"].sum())
 
 
+def test_cluster_lifetime_replaces_the_runs_own_span_for_head_node_and_storage():
+    timings = known_timings()
+    spot = costs.assumed_spot(C6I_2XL, 0.25)
+    jobs = costs.run_job_costs(timings, REQUESTED, C6I_2XL, spot)
+    fixed = costs.fixed_costs(jobs, T3_MEDIUM, spot, 100, 0.08, 600)
+    run = costs.cost_breakdown(jobs, fixed, "spot")
+    whole = costs.with_cluster_lifetime(run, 2.5, T3_MEDIUM, 100, 0.08).set_index("category")["usd"]
+    assert whole["head node"] == pytest.approx(0.0416 * 2.5)
+    assert whole["shared storage"] == pytest.approx(100 * 0.08 * 2.5 / 730)
+    kept = run.set_index("category")["usd"]
+    assert whole["jobs: process_batch"] == kept["jobs: process_batch"]
+    assert whole["idle compute"] == kept["idle compute"]
+    assert whole["total"] == pytest.approx(whole.drop("total").sum())
+
+
 def test_visit_costs_sum_each_visits_jobs():
     jobs = costs.run_job_costs(known_timings(), REQUESTED, C6I_2XL, costs.assumed_spot(C6I_2XL))
     visits = costs.visit_costs(jobs).set_index("visit")

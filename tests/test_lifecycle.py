@@ -181,3 +181,7 @@ def test_existing_provider_never_deletes():
     settings["remote"]["head_node"]["host"] = ""
     with pytest.raises(lifecycle.ClusterError, match=r"remote\.head_node\.host is empty"):
         lifecycle.provider_of(settings)
+
+
+def test_lifetime_from_pclusters_and_our_own_times():
+    assert lifecycle.lifetime_hours("2026-11-26T07:00:00.000Z", "2026-11-26T09:30:00+00:00") == 2.5

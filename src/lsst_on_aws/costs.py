@@ -492,6 +492,31 @@ def cost_breakdown(jobs: pd.DataFrame, fixed: pd.DataFrame, market: str) -> pd.D
     return pd.concat([out, total], ignore_index=True)
 
 
+def with_cluster_lifetime(
+    breakdown: pd.DataFrame,
+    lifetime_h: float,
+    head: Price,
+    storage_gb: float,
+    storage_usd_per_gb_month: float,
+) -> pd.DataFrame:
+    """A run's breakdown with the head node and shared storage paid over the cluster's real lifetime.
+
+    On the cluster, the run can only assume the cluster lived while jobs ran
+    (:func:`fixed_costs`); the control plane, which created and deleted it,
+    knows ``lifetime_h``. Storage retained after the deletion bills on, outside
+    this figure.
+    """
+    out = breakdown[breakdown["category"] != "total"].copy()
+    real = {
+        "head node": head.usd_per_hour * lifetime_h,
+        "shared storage": storage_gb * storage_usd_per_gb_month * lifetime_h / 730.0,
+    }
+    for category, usd in real.items():
+        out.loc[out["category"] == category, "usd"] = usd
+    total = pd.DataFrame([{"category": "total", "usd": out["usd"].sum()}])
+    return pd.concat([out, total], ignore_index=True)
+
+
 def instance_comparison(jobs: pd.DataFrame, prices: list[tuple[Price, Price]]) -> pd.DataFrame:
     """What the jobs would have cost on other instance types, from their measured CPU time and memory.
 

@@ -305,6 +305,8 @@ def create(
         "budget_alarm": alarm,
         "requested": started,
         "ready": now(),
+        # when it began to bill: pcluster's creation time (an adopted cluster's own), else the request
+        "created_at": description.get("creationTime") or started,
     }
 
 
@@ -356,12 +358,19 @@ def teardown(
             f" and bills until deleted: a later cluster mounts it with cluster.storage_id={item['id']};"
             f" `snakemake --profile aws results/storage/{item['id']}/deleted.json` deletes it"
         )
-    return record | {"action": action, "retained_storage": retained}
+    return record | {"action": action, "retained_storage": retained, "deleted_at": now()}
 
 
 # written before a cluster is asked for, removed once it is gone: a failure in
 # between (even during creation) still finds the cluster to tear down
 REQUESTED = ".requested"
+
+
+def lifetime_hours(created_at: str, deleted_at: str) -> float:
+    """Hours between two ISO 8601 times (pcluster's or this module's)."""
+    start = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
+    end = datetime.fromisoformat(deleted_at.replace("Z", "+00:00"))
+    return max(0.0, (end - start).total_seconds() / 3600.0)
 
 
 def forget_cluster(config: dict, teardown_record: dict) -> None:

@@ -1,0 +1,43 @@
+"""Snakemake adapter: the fetched cost breakdown, head node and storage paid over the cluster's lifetime."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from lsst_on_aws import costs
+from lsst_on_aws.logs import fail, to_log
+
+cluster, settings = snakemake.params.cluster, snakemake.params.costs
+with to_log(snakemake.log[0]) as log:
+    teardown = json.loads(Path(snakemake.input.teardown).read_text())
+    if not Path(snakemake.params.breakdown).exists():
+        fail(log, f"Cluster costs: {snakemake.params.breakdown} was not fetched (config key remote.fetch)")
+    breakdown = pd.read_csv(snakemake.params.breakdown)
+    lifetime_h = teardown.get("lifetime_h")
+    if lifetime_h is None:
+        log.info(
+            "cluster %s was %s: no lifetime to pay, the run's breakdown as is",
+            teardown["cluster"],
+            teardown["action"],
+        )
+        table = breakdown
+    else:
+        cache = costs.PriceCache("resources/prices/cache.json", settings["price_cache_days"])
+        try:
+            head, _ = costs.run_prices(
+                cluster["head_node_instance_type"],
+                cluster["region"],
+                settings["prices"],
+                settings["spot_fraction"],
+                cache,
+            )
+        except costs.PriceError as err:
+            fail(log, f"Cluster costs: {err} (config keys cluster.head_node_instance_type, costs.prices)")
+        table = costs.with_cluster_lifetime(
+            breakdown, lifetime_h, head, cluster["shared_storage_gb"], settings["storage_usd_per_gb_month"]
+        )
+        log.info(
+            "cluster %s lived %.3f h: total %.2f USD", teardown["cluster"], lifetime_h, table["usd"].iloc[-1]
+        )
+    table.to_csv(snakemake.output.table, index=False)
