@@ -1,0 +1,107 @@
+"""DECam InstCal headers -> the Butler's observation records, on the 9 real DECam exposures.
+
+The expectations are independent of the code under test: file names (which
+encode band, CCD and date), the survey's pointing of the patch (RA 186.744,
+Dec +25.462, from the data's README), and DECam's nominal pixel scale
+(0.263"/px) for the size of each CCD's footprint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+from conftest import REPO_ROOT
+
+from lsst_on_aws_tasks import decam
+
+DATA = REPO_ROOT.parent / "shared" / "data" / "decam-cutouts"
+IMAGES = sorted((DATA / "images_decam").rglob("*_ooi_*.fits"))
+PATCH = SkyCoord(186.744, 25.462, unit="deg")
+
+pytestmark = pytest.mark.skipif(not IMAGES, reason=f"the DECam test data is not at {DATA}")
+
+
+def test_ccd_numbers_are_decams():
+    assert len(decam.CCD_NAMES) == 62
+    assert (decam.CCD_NAMES[0], decam.CCD_NAMES[24], decam.CCD_NAMES[31], decam.CCD_NAMES[61]) == (
+        "S29",
+        "S1",
+        "N1",
+        "N31",
+    )
+
+
+def test_there_are_nine_exposures_of_three_planes():
+    assert len(IMAGES) == 9
+    for image in IMAGES:
+        assert decam.plane_of(image) == "ooi"
+        for plane in ("oow", "ood"):
+            assert decam.sibling(image, plane).exists()
+
+
+@pytest.mark.parametrize("path", IMAGES, ids=lambda p: p.name)
+def test_observation_from_real_headers(path: Path):
+    obs = decam.read_observation(path)
+    # c4d_<yymmdd>_<hhmmss>_ooi_<band>_ls9.<CCD>.fits
+    _, yymmdd, _, _, band, rest = path.name.split("_")
+    assert obs.band == band and obs.physical_filter.startswith(f"{band} DECam")
+    assert obs.detector_name == rest.split(".")[1]
+    assert decam.CCD_NAMES[obs.detector - 1] == obs.detector_name
+    assert obs.begin.utc.isot[2:10].replace("-", "") == yymmdd  # the file's UTC date
+    assert 20150101 < obs.day_obs <= int("20" + yymmdd)  # the night began on that date or the day before
+    assert 50 < obs.exposure_time_s < 250
+    with fits.open(path) as hdul:
+        ny, nx = hdul[1].data.shape
+    # the footprint holds the patch's centre and has the CCD's size at DECam's 0.263"/px
+    corners = SkyCoord(obs.corners_deg[:, 0], obs.corners_deg[:, 1], unit="deg")
+    widths = [corners[0].separation(corners[1]).arcsec, corners[3].separation(corners[2]).arcsec]
+    heights = [corners[1].separation(corners[2]).arcsec, corners[0].separation(corners[3]).arcsec]
+    assert np.allclose(widths, nx * 0.263, rtol=0.02) and np.allclose(heights, ny * 0.263, rtol=0.02)
+    offsets = corners.spherical_offsets_to(PATCH)
+    assert inside(np.column_stack([o.arcsec for o in offsets]))
+
+
+def inside(vectors: np.ndarray) -> bool:
+    """Whether the origin is inside the quadrilateral whose corners are (-) ``vectors`` (any winding)."""
+    corners = -vectors
+    crosses = []
+    for i in range(4):
+        edge, to_origin = corners[(i + 1) % 4] - corners[i], -corners[i]
+        crosses.append(edge[0] * to_origin[1] - edge[1] * to_origin[0])
+    return all(c > 0 for c in crosses) or all(c < 0 for c in crosses)
+
+
+def test_exposures_are_distinct_visits():
+    exposures = [decam.read_observation(p).exposure for p in IMAGES]
+    assert len(set(exposures)) == 9
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"INSTRUME": "HSC"}, "INSTRUME is 'HSC', not 'DECam'"),
+        ({"PROCTYPE": "Raw"}, "PROCTYPE is 'Raw', not 'InstCal'"),
+        ({"FILTER": "N964 DECam c0008"}, "FILTER 'N964 DECam c0008' is not one of DECam's bands"),
+    ],
+)
+def test_foreign_or_unknown_headers_are_named(tmp_path, change, expected):
+    with fits.open(IMAGES[0]) as hdul:
+        for key, value in change.items():
+            hdul[0].header[key] = value
+        path = tmp_path / IMAGES[0].name
+        hdul.writeto(path)
+    with pytest.raises(decam.DecamHeaderError, match=expected) as err:
+        decam.read_observation(path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.filterwarnings("ignore:Error validating header")
+def test_truncated_file_is_named(tmp_path):
+    path = tmp_path / IMAGES[0].name
+    path.write_bytes(IMAGES[0].read_bytes()[:20000])
+    with pytest.raises(decam.DecamHeaderError, match="not a readable FITS file"):
+        decam.read_observation(path)
