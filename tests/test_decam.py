@@ -8,6 +8,8 @@ Dec +25.462, from the data's README), and DECam's nominal pixel scale
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +107,64 @@ def test_truncated_file_is_named(tmp_path):
     path.write_bytes(IMAGES[0].read_bytes()[:20000])
     with pytest.raises(decam.DecamHeaderError, match="not a readable FITS file"):
         decam.read_observation(path)
+
+
+INGEST = """
+import json, shutil, sys
+import json
+import subprocess
+from pathlib import Path
+from lsst.daf.butler import Butler, Config
+from lsst_on_aws_tasks.butler_setup import IngestError
+from lsst_on_aws_tasks.decam_ingest import RAW_RUN, ingest_decam, register_decam
+
+repo, data, broken = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+Butler.makeRepo(repo, config=Config(sys.argv[4]))
+register_decam(repo)
+images = sorted(data.rglob("*_ooi_*.fits"))
+# a visit whose inverse-variance plane is missing: refused, nothing written
+lonely = broken / images[0].name
+shutil.copy(images[0], lonely)
+shutil.copy(str(images[0]).replace("_ooi_", "_ood_"), broken)
+try:
+    ingest_decam(repo, [lonely])
+    refused = ""
+except IngestError as err:
+    refused = str(err)
+butler = Butler.from_config(repo)
+after_refusal = len(list(butler.registry.queryDimensionRecords("exposure", instrument="DECam")))
+first = ingest_decam(repo, images)
+again = ingest_decam(repo, images)
+butler = Butler.from_config(repo)
+where = "visit_detector_region.region OVERLAPS POINT(186.744, 25.462)"
+at_patch = butler.registry.queryDataIds(["visit", "detector"], instrument="DECam", where=where)
+image = butler.get("instcal_image", instrument="DECam", exposure=630780, detector=33, collections=RAW_RUN)
+print(json.dumps({
+    "refused": refused, "after_refusal": after_refusal, "first": first, "again": again,
+    "at_patch": sorted((d["visit"], d["detector"]) for d in at_patch),
+    "filters": sorted(r.name for r in butler.registry.queryDimensionRecords("physical_filter")),
+    "image_shape": list(image.shape),
+}))
+"""
+
+
+def test_ingest_takes_each_ccds_three_planes_together(tmp_path, demo_run):
+    """The 9 exposures into a real Butler: 27 files, regions over the patch, a missing plane refused whole."""
+    python = demo_run / "resources" / "stack" / "30.2026.4300" / "venv" / "bin" / "python"
+    (tmp_path / "broken").mkdir()
+    args = [
+        str(tmp_path / "repo"),
+        str(DATA),
+        str(tmp_path / "broken"),
+        str(REPO_ROOT / "config/butler-seed.yaml"),
+    ]
+    out = subprocess.run([str(python), "-c", INGEST, *args], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "its inverse-variance plane c4d_" in result["refused"] and "_oow_" in result["refused"]
+    assert result["after_refusal"] == 0
+    assert result["first"]["ingested"] == 27 and len(result["first"]["exposures"]) == 9
+    assert result["again"] == result["first"] | {"ingested": 0, "already_present": 27}
+    # every CCD's footprint, from its TPV WCS through sphgeom, covers the patch's centre
+    assert len(result["at_patch"]) == 9
+    assert [f.split()[0] for f in result["filters"]] == ["g", "r", "z"]
+    assert result["image_shape"] == [251, 245]

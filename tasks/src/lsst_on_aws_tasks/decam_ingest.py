@@ -1,0 +1,212 @@
+"""DECam InstCal into a Butler repository: the instrument's records, then each CCD's three planes together.
+
+``register_decam`` writes DECam's static records (the instrument, its 62
+science CCDs, the one-exposure-per-visit visit system) and the InstCal
+dataset types: ``instcal_image``, ``instcal_invvar`` and ``instcal_dq``, each
+``CCDData`` with dimensions (instrument, exposure, detector). Physical
+filters are recorded as ingest meets them (their names are the FILTER cards).
+
+``ingest_decam`` takes a visit's image files (``*_ooi_*``): each must have
+its inverse-variance and data-quality files beside it, for the same exposure
+and CCD. Every file is checked before anything is written, then the
+exposure, visit and region records and the three planes of every CCD go in
+together, in one transaction: a bad file leaves the repository as it was.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+from astropy.time import Time
+from lsst.daf.butler import Butler, CollectionType, DatasetRef, DatasetType, FileDataset, Timespan
+
+from . import decam
+from .butler_setup import FORMATTER, VISIT_SYSTEM, IngestError, _ingest, _polygon
+
+RAW_RUN = f"{decam.NAME}/raw/all"
+DEFAULTS = f"{decam.NAME}/defaults"
+
+
+def register_decam(repo: str) -> dict:
+    """Write DECam's static records, the InstCal dataset types and collections (idempotent)."""
+    butler = Butler.from_config(repo, writeable=True)
+    reg = butler.registry
+    reg.syncDimensionData(
+        "instrument",
+        {
+            "name": decam.NAME,
+            "visit_max": 2**25,
+            "visit_system": VISIT_SYSTEM,
+            "exposure_max": 2**25,
+            "detector_max": 100,
+            "class_name": "lsst_on_aws_tasks.decam",
+        },
+    )
+    for ccdnum, name in decam.detectors():
+        reg.syncDimensionData(
+            "detector",
+            {
+                "instrument": decam.NAME,
+                "id": ccdnum,
+                "full_name": name,
+                "name_in_raft": name,
+                "raft": name[0],
+                "purpose": "SCIENCE",
+            },
+        )
+    reg.syncDimensionData(
+        "visit_system", {"instrument": decam.NAME, "id": VISIT_SYSTEM, "name": "one-to-one"}
+    )
+    for dataset_type in decam.PLANES.values():
+        reg.registerDatasetType(
+            DatasetType(
+                dataset_type, ("instrument", "exposure", "detector"), "CCDData", universe=butler.dimensions
+            )
+        )
+    reg.registerRun(RAW_RUN)
+    reg.registerCollection(DEFAULTS, CollectionType.CHAINED)
+    reg.setCollectionChain(DEFAULTS, [RAW_RUN])
+    return {
+        "instrument": decam.NAME,
+        "detectors": [ccdnum for ccdnum, _ in decam.detectors()],
+        "dataset_types": sorted(decam.PLANES.values()),
+        "collections": {"raw": RAW_RUN, "defaults": DEFAULTS},
+    }
+
+
+def _planes(image: Path) -> tuple[decam.Observation, dict[str, Path]]:
+    """An image file's observation and its three planes' files, each checked to be the same CCD."""
+    if decam.plane_of(image) != "ooi":
+        raise IngestError(f"{image}: give the image files (_ooi_); their _oow_ and _ood_ planes come along")
+    obs = decam.read_observation(image)
+    files = {}
+    for plane, dataset_type in decam.PLANES.items():
+        path = decam.sibling(image, plane)
+        if not path.exists():
+            what = {"oow": "inverse-variance", "ood": "data-quality"}[plane]
+            raise IngestError(f"{image}: its {what} plane {path.name} is missing")
+        if plane != "ooi":
+            other = decam.read_observation(path)
+            if (other.exposure, other.detector) != (obs.exposure, obs.detector):
+                raise IngestError(
+                    f"{path}: exposure {other.exposure} CCD {other.detector_name}, but its image {image.name}"
+                    f" is exposure {obs.exposure} CCD {obs.detector_name}"
+                )
+        files[dataset_type] = path
+    return obs, files
+
+
+def decam_records(observations: list[decam.Observation]) -> dict[str, list[dict]]:
+    """Dimension records for the exposures of ``observations`` (one visit each), in insertion order."""
+    out: dict[str, list[dict]] = {
+        k: []
+        for k in (
+            "physical_filter",
+            "day_obs",
+            "group",
+            "exposure",
+            "visit",
+            "visit_definition",
+            "visit_system_membership",
+            "visit_detector_region",
+        )
+    }
+    by_exposure: dict[int, list[decam.Observation]] = {}
+    for obs in observations:
+        by_exposure.setdefault(obs.exposure, []).append(obs)
+    for expnum, members in sorted(by_exposure.items()):
+        obs = members[0]
+        night = str(obs.day_obs)
+        day_start = Time(f"{night[:4]}-{night[4:6]}-{night[6:]}T12:00:00", scale="tai")
+        common = {
+            "instrument": decam.NAME,
+            "day_obs": obs.day_obs,
+            "physical_filter": obs.physical_filter,
+            "exposure_time": obs.exposure_time_s,
+            "target_name": obs.target_name,
+            "observation_reason": "science",
+            "science_program": obs.science_program,
+            "azimuth": obs.azimuth_deg,
+            "zenith_angle": obs.zenith_angle_deg,
+            "timespan": Timespan(obs.begin.tai, obs.end.tai),
+        }
+        out["physical_filter"].append(
+            {"instrument": decam.NAME, "name": obs.physical_filter, "band": obs.band}
+        )
+        out["day_obs"].append(
+            {
+                "instrument": decam.NAME,
+                "id": obs.day_obs,
+                "timespan": Timespan(day_start, day_start + 1 * u.day),
+            }
+        )
+        out["group"].append({"instrument": decam.NAME, "name": obs.obs_id})
+        out["exposure"].append(
+            common
+            | {
+                "id": expnum,
+                "group": obs.obs_id,
+                "obs_id": obs.obs_id,
+                "dark_time": obs.exposure_time_s,
+                "observation_type": obs.observation_type,
+                "seq_num": expnum,
+                "seq_start": expnum,
+                "seq_end": expnum,
+                "tracking_ra": obs.tracking_ra_deg,
+                "tracking_dec": obs.tracking_dec_deg,
+                "sky_angle": 0.0,
+                "has_simulated": False,
+                "can_see_sky": True,
+            }
+        )
+        corners = np.vstack([m.corners_deg for m in members])
+        out["visit"].append(
+            common | {"id": expnum, "name": obs.obs_id, "seq_num": expnum, "region": _polygon(corners)}
+        )
+        out["visit_definition"].append({"instrument": decam.NAME, "exposure": expnum, "visit": expnum})
+        out["visit_system_membership"].append(
+            {"instrument": decam.NAME, "visit_system": VISIT_SYSTEM, "visit": expnum}
+        )
+        for m in sorted(members, key=lambda m: m.detector):
+            out["visit_detector_region"].append(
+                {
+                    "instrument": decam.NAME,
+                    "visit": expnum,
+                    "detector": m.detector,
+                    "region": _polygon(m.corners_deg),
+                }
+            )
+    return out
+
+
+def ingest_decam(repo: str, images: list[Path], transfer: str = "copy") -> dict:
+    """Register the exposures of ``images`` (InstCal ``_ooi_`` files); ingest their three planes together."""
+    if not images:
+        raise IngestError("no DECam InstCal image files given")
+    checked = []
+    for image in images:
+        try:
+            checked.append(_planes(image))
+        except decam.DecamHeaderError as err:
+            raise IngestError(str(err)) from None
+    butler = Butler.from_config(repo, writeable=True)
+    datasets = []
+    for obs, files in checked:
+        data_id = {"instrument": decam.NAME, "exposure": obs.exposure, "detector": obs.detector}
+        for dataset_type, path in files.items():
+            ref = DatasetRef(butler.get_dataset_type(dataset_type), data_id, run=RAW_RUN)
+            datasets.append(FileDataset(path=str(path.absolute()), refs=[ref], formatter=FORMATTER))
+    with butler.transaction():
+        for element, rows in decam_records([obs for obs, _ in checked]).items():
+            for row in rows:
+                butler.registry.syncDimensionData(element, row)
+        new = _ingest(butler, datasets, RAW_RUN, transfer)
+    return {
+        "run": RAW_RUN,
+        "exposures": sorted({obs.exposure for obs, _ in checked}),
+        "files": sorted(p.name for _, files in checked for p in files.values()),
+        "ingested": new,
+        "already_present": len(datasets) - new,
+    }
