@@ -13,7 +13,7 @@ import numpy as np
 from astropy.modeling import models
 from astropy.nddata import CCDData, StdDevUncertainty
 
-__all__ = ["run_isr"]
+__all__ = ["instcal_to_electrons", "run_isr"]
 
 
 def run_isr(raw: CCDData, bias: CCDData, flat: CCDData, overscan_order: int = 3) -> CCDData:
@@ -76,3 +76,42 @@ def run_isr(raw: CCDData, bias: CCDData, flat: CCDData, overscan_order: int = 3)
     ccd.header["BUNIT"] = "electron"
     ccd.header["ISR"] = ("overscan,trim,bias,gain,flat", "ISR steps applied")
     return ccd
+
+
+def instcal_to_electrons(image: CCDData, invvar: CCDData, dq: CCDData) -> CCDData:
+    """A DECam Community Pipeline InstCal CCD (calibrated, in ADU) as this pipeline's calibrated image.
+
+    The three planes become one ``CCDData`` in electrons: pixels times the
+    gain (the mean of the CCD's two amplifiers' GAINA and GAINB), the
+    uncertainty from the inverse-variance plane (``gain / sqrt(invvar)``),
+    and a mask of every pixel that the data-quality plane flags (non-zero),
+    that has no variance (``invvar <= 0``), that reaches the lower of the two
+    amplifiers' saturation levels (SATURATA, SATURATB, in ADU), or that is
+    not finite. The sky is left in: background subtraction comes later.
+    """
+    header = image.header
+    for key in ("GAINA", "GAINB", "SATURATA", "SATURATB"):
+        if key not in header:
+            raise ValueError(f"InstCal header lacks {key}, needed to calibrate it")
+    shapes = {image.data.shape, invvar.data.shape, dq.data.shape}
+    if len(shapes) != 1:
+        raise ValueError(f"the InstCal planes differ in shape: {sorted(shapes)}")
+    gain = 0.5 * (float(header["GAINA"]) + float(header["GAINB"]))  # e-/ADU
+    saturation = min(float(header["SATURATA"]), float(header["SATURATB"]))
+    adu = np.asarray(image.data, dtype=np.float64)
+    weight = np.asarray(invvar.data, dtype=np.float64)
+    mask = (np.asarray(dq.data) != 0) | ~(weight > 0) | ~np.isfinite(adu) | (adu >= saturation)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sigma_adu = np.where(weight > 0, 1.0 / np.sqrt(weight), np.inf)
+    out = CCDData(
+        (adu * gain).astype(np.float32),
+        unit=u.electron,
+        wcs=image.wcs,
+        header=header.copy(),
+        mask=mask,
+        uncertainty=StdDevUncertainty((sigma_adu * gain).astype(np.float32)),
+    )
+    out.header["BUNIT"] = "electron"
+    out.header["GAIN"] = (gain, "e-/ADU applied (mean of GAINA, GAINB)")
+    out.header["ISR"] = ("instcal:gain,invvar,dq,saturation", "from DECam CP InstCal planes")
+    return out

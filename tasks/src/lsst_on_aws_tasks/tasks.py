@@ -19,10 +19,12 @@ import numpy as np
 from astropy.nddata import CCDData, StdDevUncertainty
 from astropy.table import Table
 
-from .isr import run_isr
+from .isr import instcal_to_electrons, run_isr
 from .measure import MeasureParams, measure_image
 
 __all__ = [
+    "InstcalConfig",
+    "InstcalTask",
     "IsrConfig",
     "IsrTask",
     "MeasureConfig",
@@ -75,6 +77,50 @@ class IsrTask(pipeBase.PipelineTask):
         image = run_isr(raw, bias, flat, overscan_order=self.config.overscan_order)
         self.metadata["median_electrons"] = float(np.nanmedian(image.data))
         return pipeBase.Struct(post_isr_image=image)
+
+
+class InstcalConnections(pipeBase.PipelineTaskConnections, dimensions=("instrument", "exposure", "detector")):
+    image = cT.Input(
+        doc="DECam InstCal image (ADU, calibrated by the Community Pipeline, sky in).",
+        name="instcal_image",
+        storageClass="CCDData",
+        dimensions=("instrument", "exposure", "detector"),
+    )
+    invvar = cT.Input(
+        doc="Its inverse variance (1/ADU^2).",
+        name="instcal_invvar",
+        storageClass="CCDData",
+        dimensions=("instrument", "exposure", "detector"),
+    )
+    dq = cT.Input(
+        doc="Its data-quality plane (0 = good).",
+        name="instcal_dq",
+        storageClass="CCDData",
+        dimensions=("instrument", "exposure", "detector"),
+    )
+    post_isr_image = cT.Output(
+        doc="Calibrated image in electrons, with uncertainty and mask.",
+        name="post_isr_image",
+        storageClass="CCDData",
+        dimensions=("instrument", "exposure", "detector"),
+    )
+
+
+class InstcalConfig(pipeBase.PipelineTaskConfig, pipelineConnections=InstcalConnections):
+    pass
+
+
+class InstcalTask(pipeBase.PipelineTask):
+    """DECam InstCal planes -> this pipeline's calibrated image (gain, variance, mask, saturation)."""
+
+    ConfigClass = InstcalConfig
+    _DefaultName = "instcal"
+
+    def run(self, image: CCDData, invvar: CCDData, dq: CCDData) -> pipeBase.Struct:
+        calibrated = instcal_to_electrons(image, invvar, dq)
+        self.metadata["median_electrons"] = float(np.nanmedian(calibrated.data))
+        self.metadata["masked_fraction"] = float(np.mean(calibrated.mask))
+        return pipeBase.Struct(post_isr_image=calibrated)
 
 
 class MeasureConnections(pipeBase.PipelineTaskConnections, dimensions=("instrument", "visit", "detector")):
