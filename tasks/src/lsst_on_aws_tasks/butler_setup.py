@@ -214,39 +214,75 @@ def _detector_corners(header: fits.Header) -> np.ndarray:
     return np.column_stack(wcs.all_pix2world(px[:, 0], px[:, 1], 0))
 
 
+RECORD_ELEMENTS = (
+    "physical_filter",
+    "day_obs",
+    "group",
+    "exposure",
+    "visit",
+    "visit_definition",
+    "visit_system_membership",
+    "visit_detector_region",
+)
+
+
+def add_exposure_records(
+    out: dict[str, list[dict]],
+    common: dict,
+    exposure: dict,
+    visit_name: str,
+    regions: dict[int, np.ndarray],
+) -> None:
+    """Append one exposure's records to ``out`` (keyed by `RECORD_ELEMENTS`): its night, group, exposure,
+    its one-to-one visit and the visit's and each detector's region on the sky.
+
+    ``common`` holds the fields exposure and visit share (instrument,
+    day_obs, physical_filter, timespan, ...), ``exposure`` the exposure's own
+    (id, group, obs_id, ...), ``regions`` each detector's corners (RA, Dec).
+    """
+    instrument, expnum, night = common["instrument"], exposure["id"], str(common["day_obs"])
+    day_start = Time(f"{night[:4]}-{night[4:6]}-{night[6:]}T12:00:00", scale="tai")
+    out["day_obs"].append(
+        {
+            "instrument": instrument,
+            "id": common["day_obs"],
+            "timespan": Timespan(day_start, day_start + 1 * u.day),
+        }
+    )
+    out["group"].append({"instrument": instrument, "name": exposure["group"]})
+    out["exposure"].append(common | exposure)
+    corners = np.vstack(list(regions.values()))
+    out["visit"].append(
+        common | {"id": expnum, "name": visit_name, "seq_num": expnum, "region": _polygon(corners)}
+    )
+    out["visit_definition"].append({"instrument": instrument, "exposure": expnum, "visit": expnum})
+    out["visit_system_membership"].append(
+        {"instrument": instrument, "visit_system": VISIT_SYSTEM, "visit": expnum}
+    )
+    for detector, det_corners in sorted(regions.items()):
+        out["visit_detector_region"].append(
+            {"instrument": instrument, "visit": expnum, "detector": detector, "region": _polygon(det_corners)}
+        )
+
+
 def raw_records(headers: list[tuple[Path, fits.Header]]) -> dict[str, list[dict]]:
-    """Dimension records for the exposures in ``headers`` (one visit per exposure).
+    """Dimension records for the SimCam exposures in ``headers`` (one visit per exposure).
 
     Returns records keyed by dimension element, in the order they must be
     inserted.
     """
-    out: dict[str, list[dict]] = {
-        k: []
-        for k in (
-            "day_obs",
-            "group",
-            "exposure",
-            "visit",
-            "visit_definition",
-            "visit_system_membership",
-            "visit_detector_region",
-        )
-    }
+    out: dict[str, list[dict]] = {k: [] for k in RECORD_ELEMENTS}
     by_exposure: dict[int, list[tuple[Path, fits.Header]]] = {}
     for path, h in headers:
         by_exposure.setdefault(int(h["EXPNUM"]), []).append((path, h))
     for expnum, members in sorted(by_exposure.items()):
         h = members[0][1]
         begin = Time(h["DATE-OBS"], format="isot", scale="tai")
-        span = Timespan(begin, begin + float(h["EXPTIME"]) * u.s)
-        day_obs = int(h["DAYOBS"])
-        day_start = Time(f"{str(day_obs)[:4]}-{str(day_obs)[4:6]}-{str(day_obs)[6:]}T12:00:00", scale="tai")
         physical = h["FILTER"]
         simcam.band_of(physical)  # raises for an unknown filter
-        group = h["OBSID"]
         common = {
             "instrument": simcam.NAME,
-            "day_obs": day_obs,
+            "day_obs": int(h["DAYOBS"]),
             "physical_filter": physical,
             "exposure_time": float(h["EXPTIME"]),
             "target_name": h.get("OBJECT", ""),
@@ -254,43 +290,25 @@ def raw_records(headers: list[tuple[Path, fits.Header]]) -> dict[str, list[dict]
             "science_program": "simulation",
             "azimuth": 0.0,
             "zenith_angle": 30.0,
-            "timespan": span,
+            "timespan": Timespan(begin, begin + float(h["EXPTIME"]) * u.s),
         }
-        out["day_obs"].append(
-            {"instrument": simcam.NAME, "id": day_obs, "timespan": Timespan(day_start, day_start + 1 * u.day)}
-        )
-        out["group"].append({"instrument": simcam.NAME, "name": group})
-        out["exposure"].append(
-            common
-            | {
-                "id": expnum,
-                "group": group,
-                "obs_id": h["OBSID"],
-                "dark_time": float(h["EXPTIME"]),
-                "observation_type": h["OBSTYPE"],
-                "seq_num": expnum,
-                "seq_start": expnum,
-                "seq_end": expnum,
-                "tracking_ra": float(h["TELRA"]),
-                "tracking_dec": float(h["TELDEC"]),
-                "sky_angle": 0.0,
-                "has_simulated": True,
-                "can_see_sky": True,
-            }
-        )
-        det_corners = {int(hh["CCDNUM"]): _detector_corners(hh) for _, hh in members}
-        all_corners = np.vstack(list(det_corners.values()))
-        out["visit"].append(
-            common | {"id": expnum, "name": h["OBSID"], "seq_num": expnum, "region": _polygon(all_corners)}
-        )
-        out["visit_definition"].append({"instrument": simcam.NAME, "exposure": expnum, "visit": expnum})
-        out["visit_system_membership"].append(
-            {"instrument": simcam.NAME, "visit_system": VISIT_SYSTEM, "visit": expnum}
-        )
-        for det_id, corners in sorted(det_corners.items()):
-            out["visit_detector_region"].append(
-                {"instrument": simcam.NAME, "visit": expnum, "detector": det_id, "region": _polygon(corners)}
-            )
+        exposure = {
+            "id": expnum,
+            "group": h["OBSID"],
+            "obs_id": h["OBSID"],
+            "dark_time": float(h["EXPTIME"]),
+            "observation_type": h["OBSTYPE"],
+            "seq_num": expnum,
+            "seq_start": expnum,
+            "seq_end": expnum,
+            "tracking_ra": float(h["TELRA"]),
+            "tracking_dec": float(h["TELDEC"]),
+            "sky_angle": 0.0,
+            "has_simulated": True,
+            "can_see_sky": True,
+        }
+        regions = {int(hh["CCDNUM"]): _detector_corners(hh) for _, hh in members}
+        add_exposure_records(out, common, exposure, h["OBSID"], regions)
     return out
 
 

@@ -17,13 +17,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import astropy.units as u
-import numpy as np
-from astropy.time import Time
 from lsst.daf.butler import Butler, CollectionType, DatasetRef, DatasetType, FileDataset, Timespan
 
 from . import decam
-from .butler_setup import FORMATTER, VISIT_SYSTEM, IngestError, _ingest, _polygon
+from .butler_setup import FORMATTER, RECORD_ELEMENTS, VISIT_SYSTEM, IngestError, _ingest, add_exposure_records
 
 RAW_RUN = f"{decam.NAME}/raw/all"
 DEFAULTS = f"{decam.NAME}/defaults"
@@ -100,26 +97,15 @@ def _planes(image: Path) -> tuple[decam.Observation, dict[str, Path]]:
 
 def decam_records(observations: list[decam.Observation]) -> dict[str, list[dict]]:
     """Dimension records for the exposures of ``observations`` (one visit each), in insertion order."""
-    out: dict[str, list[dict]] = {
-        k: []
-        for k in (
-            "physical_filter",
-            "day_obs",
-            "group",
-            "exposure",
-            "visit",
-            "visit_definition",
-            "visit_system_membership",
-            "visit_detector_region",
-        )
-    }
+    out: dict[str, list[dict]] = {k: [] for k in RECORD_ELEMENTS}
     by_exposure: dict[int, list[decam.Observation]] = {}
     for obs in observations:
         by_exposure.setdefault(obs.exposure, []).append(obs)
     for expnum, members in sorted(by_exposure.items()):
         obs = members[0]
-        night = str(obs.day_obs)
-        day_start = Time(f"{night[:4]}-{night[4:6]}-{night[6:]}T12:00:00", scale="tai")
+        out["physical_filter"].append(
+            {"instrument": decam.NAME, "name": obs.physical_filter, "band": obs.band}
+        )
         common = {
             "instrument": decam.NAME,
             "day_obs": obs.day_obs,
@@ -132,52 +118,23 @@ def decam_records(observations: list[decam.Observation]) -> dict[str, list[dict]
             "zenith_angle": obs.zenith_angle_deg,
             "timespan": Timespan(obs.begin.tai, obs.end.tai),
         }
-        out["physical_filter"].append(
-            {"instrument": decam.NAME, "name": obs.physical_filter, "band": obs.band}
-        )
-        out["day_obs"].append(
-            {
-                "instrument": decam.NAME,
-                "id": obs.day_obs,
-                "timespan": Timespan(day_start, day_start + 1 * u.day),
-            }
-        )
-        out["group"].append({"instrument": decam.NAME, "name": obs.obs_id})
-        out["exposure"].append(
-            common
-            | {
-                "id": expnum,
-                "group": obs.obs_id,
-                "obs_id": obs.obs_id,
-                "dark_time": obs.exposure_time_s,
-                "observation_type": obs.observation_type,
-                "seq_num": expnum,
-                "seq_start": expnum,
-                "seq_end": expnum,
-                "tracking_ra": obs.tracking_ra_deg,
-                "tracking_dec": obs.tracking_dec_deg,
-                "sky_angle": 0.0,
-                "has_simulated": False,
-                "can_see_sky": True,
-            }
-        )
-        corners = np.vstack([m.corners_deg for m in members])
-        out["visit"].append(
-            common | {"id": expnum, "name": obs.obs_id, "seq_num": expnum, "region": _polygon(corners)}
-        )
-        out["visit_definition"].append({"instrument": decam.NAME, "exposure": expnum, "visit": expnum})
-        out["visit_system_membership"].append(
-            {"instrument": decam.NAME, "visit_system": VISIT_SYSTEM, "visit": expnum}
-        )
-        for m in sorted(members, key=lambda m: m.detector):
-            out["visit_detector_region"].append(
-                {
-                    "instrument": decam.NAME,
-                    "visit": expnum,
-                    "detector": m.detector,
-                    "region": _polygon(m.corners_deg),
-                }
-            )
+        exposure = {
+            "id": expnum,
+            "group": obs.obs_id,
+            "obs_id": obs.obs_id,
+            "dark_time": obs.exposure_time_s,
+            "observation_type": obs.observation_type,
+            "seq_num": expnum,
+            "seq_start": expnum,
+            "seq_end": expnum,
+            "tracking_ra": obs.tracking_ra_deg,
+            "tracking_dec": obs.tracking_dec_deg,
+            "sky_angle": 0.0,
+            "has_simulated": False,
+            "can_see_sky": True,
+        }
+        regions = {m.detector: m.corners_deg for m in members}
+        add_exposure_records(out, common, exposure, obs.obs_id, regions)
     return out
 
 
