@@ -137,7 +137,18 @@ rule cluster_costs:
     params:
         # fetched from the cluster (remote.fetch), not made here
         breakdown="results/costs/breakdown.csv",
-        cluster=config["cluster"],
-        costs=config["costs"],
+        cluster={
+            key: config["cluster"][key]
+            for key in ("region", "head_node_instance_type", "shared_storage_gb")
+        },
+        costs={
+            key: config["costs"][key]
+            for key in (
+                "prices",
+                "spot_fraction",
+                "price_cache_days",
+                "storage_usd_per_gb_month",
+            )
+        },
     script:
         "../scripts/cluster_costs.py"
