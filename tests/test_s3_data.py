@@ -103,7 +103,7 @@ def test_workflow_reads_raws_from_s3_and_publishes_its_results(tmp_path, moto_se
     settings = [
         "data={'source': 's3', 'path': 's3://survey/simcam'}",
         "publish={'uri': 's3://papers/lsst-on-aws/run-1'}",
-        "process_visits=[1, 2]",
+        "process_visits=[1]",
     ]
 
     result = snakemake(workdir, "--cores", "2", "--config", *settings, env=aws_env(moto_server))
@@ -112,8 +112,8 @@ def test_workflow_reads_raws_from_s3_and_publishes_its_results(tmp_path, moto_se
     staged = [p for p in (workdir / "resources/data").rglob("*") if p.is_file()]
     assert len(staged) == uploaded
     assert not (workdir / "results/simulated").exists()  # nothing simulated: the raws came from S3
-    summaries = [json.loads((workdir / f"results/visits/{v}/summary.json").read_text()) for v in (1, 2)]
-    assert all(s["n_sources"] > 0 for s in summaries)
+    summary = json.loads((workdir / "results/visits/1/summary.json").read_text())
+    assert summary["status"] == "ok" and summary["n_sources"] > 0
     record = json.loads((workdir / "results/provenance/published.json").read_text())
     names = {o["uri"].rsplit("/", 1)[1] for o in record["objects"]}
     assert names == {"lsst-on-aws-bundle.tar.gz", "report.zip", "visits.csv", "breakdown.csv", "timings.csv"}
