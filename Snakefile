@@ -64,6 +64,7 @@ localrules:
     publish,
     stage_calibs,
     stage_raws,
+    index_instcal,
     cluster_config,
     validate_cluster,
     create_cluster,

@@ -38,9 +38,10 @@ rule register_instrument:
         "../envs/stack-shell.yaml"
     params:
         repo=REPO,
+        instrument=INSTRUMENT,
     shell:
         "(source {input.activate} && python -m lsst_on_aws_tasks.butler_setup register-instrument"
-        " {params.repo} --output {output.record}) > {log} 2>&1"
+        " {params.repo} --instrument {params.instrument} --output {output.record}) > {log} 2>&1"
 
 
 rule register_dataset_types:
@@ -89,7 +90,7 @@ rule ingest_raws:
     input:
         activate=stack_activate(),
         instrument="results/butler/instrument.json",
-        raws=raw_dir,
+        raws=raw_inputs,
     output:
         record="results/butler/raws/{visit}.json",
     log:
@@ -101,9 +102,10 @@ rule ingest_raws:
     params:
         repo=REPO,
         transfer=config["butler"]["transfer"],
+        sources=raw_sources,
     shell:
         "(source {input.activate} && python -m lsst_on_aws_tasks.butler_setup ingest-raws"
-        " {params.repo} {input.raws}/*.fits --transfer {params.transfer}"
+        " {params.repo} {params.sources} --transfer {params.transfer}"
         " --output {output.record}) > {log} 2>&1"
 
 
@@ -122,7 +124,8 @@ rule chain_visits:
     params:
         repo=REPO,
         chain=config["butler"]["output"],
+        inputs=DEFAULT_INPUTS,
     shell:
         "(source {input.activate} && python -m lsst_on_aws_tasks.butler_setup set-chain"
-        " {params.repo} {params.chain} --summaries {input.summaries}"
+        " {params.repo} {params.chain} --summaries {input.summaries} --inputs {params.inputs}"
         " --output {output.record}) > {log} 2>&1"

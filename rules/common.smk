@@ -10,7 +10,7 @@ from lsst_on_aws import config as checks
 from lsst_on_aws import lifecycle
 from lsst_on_aws.slurm import cancel_orphaned_jobs
 from lsst_on_aws.summary import failed_visit_reasons
-from lsst_on_aws_tasks import simcam
+from lsst_on_aws_tasks import decam, simcam
 
 
 wildcard_constraints:
@@ -25,7 +25,7 @@ try:
         config,
         Path(workflow.basedir) / "config/schemas/config.schema.yaml",
         validate,
-        simcam.BANDS,
+        decam.BANDS if config.get("instrument") == "DECam" else simcam.BANDS,
     )
 except checks.ConfigError as err:
     # one sentence, no traceback: the message names the key and the reason
@@ -45,7 +45,8 @@ DATA_DIR = {
 STACK_PREFIX = config["stack"]["prefix"].rstrip("/")
 STACK = f"{STACK_PREFIX}/{config['stack']['tag']}"
 REPO = config["butler"]["repo"]
-DEFAULT_INPUTS = f"{simcam.NAME}/defaults"
+INSTRUMENT = config["instrument"]
+DEFAULT_INPUTS = f"{INSTRUMENT}/defaults"
 TASK_SOURCES = sorted(str(p) for p in Path("tasks/src").rglob("*.py"))
 # the simulator's code: a change to it re-simulates (Snakemake's own code
 # trigger sees only the scripts/ adapter, not the package behind it)
@@ -87,6 +88,25 @@ def raw_dir(wildcards):
 def calib_dir(wildcards=None):
     """Folder of the master bias and flat frames, for the configured data source."""
     return f"{DATA_DIR}/calib"
+
+
+def raw_inputs(wildcards):
+    """What a visit's ingest reads: SimCam's raw/<visit>/ folder, or the index of DECam's InstCal files."""
+    if INSTRUMENT == "DECam":
+        return "results/data/instcal-index.csv"
+    return raw_dir(wildcards)
+
+
+def raw_sources(wildcards, input):
+    """The ingest command's sources: SimCam's files, or DECam's index and the visit's EXPNUM."""
+    if INSTRUMENT == "DECam":
+        return f"--instrument DECam --index {input.raws} --visit {wildcards.visit}"
+    return f"{input.raws}/*.fits"
+
+
+def calib_record(wildcards=None):
+    """The record of the calibrations' ingest (DECam's InstCal files are calibrated already: none)."""
+    return [] if INSTRUMENT == "DECam" else "results/butler/calibs.json"
 
 
 def batch_visits(wildcards):
@@ -216,11 +236,15 @@ def cancel_orphaned_slurm_jobs():
 def job_benchmarks(wildcards=None):
     """The benchmark file of every job up to the visit summary, for the timing table."""
     per_run = ["create_repo", "register_instrument", "register_dataset_types"]
-    per_run += ["ingest_calibs", "chain_visits", "summarise_visits"]
+    per_run += ["chain_visits", "summarise_visits"]
+    per_run.append("index_instcal" if INSTRUMENT == "DECam" else "ingest_calibs")
     per_visit = ["ingest_raws", "visit_results"]
     if config["data"]["source"] == "simulated":
         per_run += ["simulate_reference_catalog", "simulate_calibs"]
         per_visit.append("simulate_raws")
+    if config["data"]["source"] == "s3":
+        per_run.append("stage_calibs")
+        per_visit.append("stage_raws")
     paths = [getattr(rules, name).benchmark for name in per_run]
     paths += expand(rules.install_stack.benchmark, tag=config["stack"]["tag"])
     paths += expand(rules.process_batch.benchmark, batch=BATCHES)
@@ -248,6 +272,8 @@ def requested_resources():
 
 def ccds_per_visit():
     """Detectors in one visit of the configured instrument."""
+    if INSTRUMENT == "DECam":
+        return len(decam.CCD_NAMES)
     return len(simcam.detectors())
 
 

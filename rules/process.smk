@@ -20,7 +20,7 @@ rule process_batch:
     input:
         activate=stack_activate(),
         raws=batch_raw_records,
-        calibs="results/butler/calibs.json",
+        calibs=calib_record,
         dataset_types="results/butler/dataset_types.json",
         pipeline=config["pipeline"]["file"],
     output:

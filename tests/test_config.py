@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from lsst_on_aws import config as checks
-from lsst_on_aws_tasks import simcam
+from lsst_on_aws_tasks import decam, simcam
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = REPO_ROOT / "config/schemas/config.schema.yaml"
@@ -203,3 +203,15 @@ def test_batches_are_runs_of_the_sorted_table():
     assert checks.batches(table, [5, 12], 3) == {"1-5": [5], "12-12": [12]}
     # appending visits to the table leaves the earlier batches as they were
     assert checks.batches([*table, 13, 14], table, 3) == {"1-5": [1, 3, 5], "7-11": [7, 9, 11], "12-14": [12]}
+
+
+def test_decam_needs_a_directory_of_instcal_files(tmp_path):
+    config = default_config() | {"instrument": "DECam", "visits": str(REPO_ROOT / "config/decam-visits.tsv")}
+    with pytest.raises(checks.ConfigError, match=r"instrument DECam reads InstCal files from a directory"):
+        checks.check_workflow_config(config, SCHEMA, fill_defaults, decam.BANDS)
+    config["data"] = {"source": "directory", "path": str(tmp_path / "nowhere")}
+    with pytest.raises(checks.ConfigError, match=r"does not exist \(config key data\.path\)"):
+        checks.check_workflow_config(config, SCHEMA, fill_defaults, decam.BANDS)
+    config["data"]["path"] = str(tmp_path)
+    _, chosen = checks.check_workflow_config(config, SCHEMA, fill_defaults, decam.BANDS)
+    assert chosen[0] == 431608 and len(chosen) == 9

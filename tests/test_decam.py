@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import Table, vstack
 from astropy.time import Time
 from astropy.wcs import WCS
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, copy_workflow, snakemake
 
 from lsst_on_aws_tasks import decam
 
@@ -267,3 +269,39 @@ def test_pipetask_measures_each_visits_psf_from_the_pixels(tmp_path, demo_run):
         assert visit["n_sources"] >= 5 and visit["n_psf_stars"] >= 2
         expected = gaia_star_fwhm_arcsec(image)
         assert visit["psf_fwhm_arcsec"] == pytest.approx(expected, rel=0.15), image.name
+
+
+def copy_data(dest: Path) -> Path:
+    """A copy of the DECam data (test-time only, never into the repository)."""
+    shutil.copytree(DATA / "images_decam", dest / "images_decam")
+    return dest
+
+
+@pytest.mark.workflow
+def test_workflow_processes_the_decam_visits_and_reports_a_bad_file(tmp_path, demo_run):
+    """``snakemake --configfile config/decam.yaml`` on a copy of the data with one truncated image.
+
+    The eight good visits are processed and summarised with their PSF, sky and
+    sources; the truncated one is a failed visit whose reason names the file;
+    Snakemake succeeds and says so.
+    """
+    data = copy_data(tmp_path / "data")
+    broken = sorted((data / "images_decam").rglob("c4d_170316_062107_ooi_z_ls9.N2.fits"))[0]
+    broken.write_bytes(broken.read_bytes()[: 2880 * 30])  # headers whole, pixels cut short
+    workdir = copy_workflow(tmp_path / "workflow")
+    overrides = tmp_path / "data.yaml"
+    overrides.write_text(json.dumps({"data": {"source": "directory", "path": str(data)}}))
+
+    result = snakemake(workdir, "--cores", "2", "--configfile", "config/decam.yaml", str(overrides))
+
+    assert result.returncode == 0, result.stderr[-4000:]
+    table = pd.read_csv(workdir / "results/summary/visits.csv", keep_default_na=False).set_index("visit")
+    assert len(table) == 9
+    good = table[table["status"] == "ok"]
+    assert len(good) == 8 and (good["n_sources"] >= 5).all()
+    assert good["psf_fwhm_arcsec"].between(0.7, 2.0).all()
+    assert table.loc[630780, "status"] == "failed"
+    assert str(broken) in table.loc[630780, "reason"]
+    assert "1 of 9 visits could not be processed" in result.stderr
+    chain = json.loads((workdir / "results/butler/chain.json").read_text())
+    assert chain["children"][-1] == "DECam/defaults" and len(chain["children"]) == 9

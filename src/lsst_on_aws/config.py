@@ -230,6 +230,18 @@ def check_data_directory(path: str, visits: Iterable[int]) -> None:
         raise ConfigError(f"data directory {root} has no raw/{missing[0]}/ folder for visit {missing[0]}")
 
 
+def check_instcal_source(data: dict) -> None:
+    """DECam's data is a directory of Community Pipeline InstCal files (its visits are found by header)."""
+    if data["source"] != "directory":
+        raise ConfigError(
+            "instrument DECam reads InstCal files from a directory (data.source: directory),"
+            f" not {data['source']!r}"
+        )
+    root = Path(data["path"])
+    if not data["path"] or not root.is_dir():
+        raise ConfigError(f"data directory {data['path']!r} does not exist (config key data.path)")
+
+
 def check_stack(stack: dict) -> None:
     """What each stack method needs besides the schema (paths are checked where the stack is installed)."""
     if stack["method"] == "existing" and not stack["load_script"]:
@@ -270,7 +282,9 @@ def check_workflow_config(config: dict, schema_path: Path, fill_defaults, bands:
     visits = load_visits(config["visits"])
     check_bands(visits, bands, config["visits"])
     chosen = select_visits(visits, config["process_visits"], config["visits"])
-    if config["data"]["source"] == "directory":
+    if config["instrument"] == "DECam":
+        check_instcal_source(config["data"])
+    elif config["data"]["source"] == "directory":
         check_data_directory(config["data"]["path"], chosen)
     if config["data"]["source"] == "s3" and not config["data"]["path"].startswith("s3://"):
         raise ConfigError(

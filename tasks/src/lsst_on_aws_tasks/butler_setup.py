@@ -417,7 +417,7 @@ def set_chain(repo: str, chain: str, runs: list[str], inputs: str = DEFAULTS) ->
     return list(butler.registry.getCollectionChain(chain))
 
 
-def chain_visits(repo: str, chain: str, summary_paths: list[Path]) -> dict:
+def chain_visits(repo: str, chain: str, summary_paths: list[Path], inputs: str = DEFAULTS) -> dict:
     """Chain the RUNs of the visits whose processing succeeded, in the given order.
 
     A failed visit's RUN (whatever its attempt left) stays out of the chain,
@@ -431,7 +431,7 @@ def chain_visits(repo: str, chain: str, summary_paths: list[Path]) -> dict:
             runs.append(summary["run"])
         else:
             failed[summary["run"]] = summary.get("reason", "")
-    return {"chain": chain, "children": set_chain(repo, chain, runs), "left_out": failed}
+    return {"chain": chain, "children": set_chain(repo, chain, runs, inputs), "left_out": failed}
 
 
 def _main(argv: list[str] | None = None) -> int:
@@ -451,13 +451,18 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", type=Path, required=True)
     p = sub.add_parser("register-instrument")
     p.add_argument("repo")
+    p.add_argument("--instrument", default=simcam.NAME, choices=[simcam.NAME, "DECam"])
     p.add_argument("--output", type=Path, required=True)
     for name in ("ingest-raws", "ingest-calibs"):
         p = sub.add_parser(name)
         p.add_argument("repo")
-        p.add_argument("files", nargs="+", type=Path)
+        p.add_argument("files", nargs="*", type=Path)
         p.add_argument("--transfer", default="copy")
         p.add_argument("--output", type=Path, required=True)
+        if name == "ingest-raws":
+            p.add_argument("--instrument", default=simcam.NAME, choices=[simcam.NAME, "DECam"])
+            p.add_argument("--index", type=Path, help="DECam: the index of InstCal files (instead of files)")
+            p.add_argument("--visit", type=int, help="DECam: the visit (EXPNUM) to ingest from the index")
     p = sub.add_parser("remove-run")
     p.add_argument("repo")
     p.add_argument("run")
@@ -465,6 +470,7 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("repo")
     p.add_argument("chain")
     p.add_argument("--summaries", nargs="+", type=Path, required=True)
+    p.add_argument("--inputs", default=DEFAULTS, help="the instrument's input collection, chained last")
     p.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
     try:
@@ -473,15 +479,27 @@ def _main(argv: list[str] | None = None) -> int:
         elif args.command == "register-dataset-types":
             result = register_dataset_types(args.repo, args.pipeline)
         elif args.command == "register-instrument":
-            result = register_instrument(args.repo)
+            if args.instrument == "DECam":
+                from .decam_ingest import register_decam
+
+                result = register_decam(args.repo)
+            else:
+                result = register_instrument(args.repo)
         elif args.command == "ingest-raws":
+            files = list(args.files)
             try:
-                result = {"status": "ok", **ingest_raws(args.repo, args.files, args.transfer)}
+                if args.instrument == "DECam":
+                    from .decam_ingest import files_of_visit, ingest_decam
+
+                    files = files_of_visit(args.index, args.visit)
+                    result = {"status": "ok", **ingest_decam(args.repo, files, args.transfer)}
+                else:
+                    result = {"status": "ok", **ingest_raws(args.repo, files, args.transfer)}
             except IngestError as exc:
                 # a visit's bad file is that visit's outcome, not the workflow's
                 # failure: recorded here, reported in the summary
                 print(f"error: {exc}", file=sys.stderr)
-                result = {"status": "failed", "error": str(exc), "files": [p.name for p in args.files]}
+                result = {"status": "failed", "error": str(exc), "files": [p.name for p in files]}
         elif args.command == "ingest-calibs":
             result = ingest_calibs(args.repo, args.files, args.transfer)
         elif args.command == "remove-run":
@@ -489,7 +507,7 @@ def _main(argv: list[str] | None = None) -> int:
             print(f"{'removed' if removed else 'no'} run {args.run}")
             return 0
         else:
-            result = chain_visits(args.repo, args.chain, args.summaries)
+            result = chain_visits(args.repo, args.chain, args.summaries, args.inputs)
     except (IngestError, RepositoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

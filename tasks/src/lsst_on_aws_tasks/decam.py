@@ -174,3 +174,33 @@ def read_observation(path: Path) -> Observation:
         raise
     except Exception as exc:  # astropy raises several types for a damaged file
         raise DecamHeaderError(f"{path}: not a readable FITS file ({exc})") from exc
+
+
+def index_directory(root: Path) -> list[dict]:
+    """Every InstCal image file (``*_ooi_*.fits``) under ``root``: path, exposure, CCD, band.
+
+    Only headers are read. A file whose headers cannot be read is listed with
+    exposure -1 and the reason, for the visit that misses it to report.
+    """
+    rows = []
+    for path in sorted(root.rglob("*_ooi_*.fits*")):
+        try:
+            with fits.open(path) as hdul:
+                obs = observation(path, hdul[0].header, hdul[1].header)
+        except DecamHeaderError as err:
+            rows.append({"path": str(path), "exposure": -1, "detector": -1, "band": "", "error": str(err)})
+            continue
+        except Exception as exc:  # astropy raises several types for a damaged file
+            reason = f"{path}: not a readable FITS file ({exc})"
+            rows.append({"path": str(path), "exposure": -1, "detector": -1, "band": "", "error": reason})
+            continue
+        rows.append(
+            {
+                "path": str(path),
+                "exposure": obs.exposure,
+                "detector": obs.detector,
+                "band": obs.band,
+                "error": "",
+            }
+        )
+    return rows

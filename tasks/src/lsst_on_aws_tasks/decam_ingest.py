@@ -167,3 +167,23 @@ def ingest_decam(repo: str, images: list[Path], transfer: str = "copy") -> dict:
         "ingested": new,
         "already_present": len(datasets) - new,
     }
+
+
+def files_of_visit(index: Path, visit: int) -> list[Path]:
+    """The InstCal image files of exposure ``visit`` in an index (see `decam.index_directory`).
+
+    Raises `IngestError` naming the visit when there are none, with the
+    files whose headers could not be read (one of them may be the visit's).
+    """
+    import csv
+
+    with open(index, newline="") as f:
+        rows = list(csv.DictReader(f))
+    files = [Path(r["path"]) for r in rows if int(r["exposure"]) == visit]
+    if files:
+        return files
+    unreadable = [r["error"] for r in rows if int(r["exposure"]) < 0]
+    message = f"no DECam InstCal image file has EXPNUM {visit} (visit {visit} of the visit table)"
+    if unreadable:
+        message += "; these files could not be read: " + "; ".join(unreadable)
+    raise IngestError(message)

@@ -31,10 +31,17 @@ def open_butler(repo: str | Butler) -> Butler:
     return repo if isinstance(repo, Butler) else Butler.from_config(repo)
 
 
-def export_visit(repo: str | Butler, run: str, visit: int, summary_path: Path, sources_path: Path) -> dict:
+def export_visit(
+    repo: str | Butler,
+    run: str,
+    visit: int,
+    summary_path: Path,
+    sources_path: Path,
+    instrument: str = simcam.NAME,
+) -> dict:
     """Write the visit's summary (JSON) and its sources (parquet); return the summary."""
     butler = open_butler(repo)
-    data_id = {"instrument": simcam.NAME, "visit": visit}
+    data_id = {"instrument": instrument, "visit": visit}
     stats = dict(butler.get("visit_summary_stats", data_id, collections=[run]))
     per_detector = butler.get("visit_summary", data_id, collections=[run])
     refs = butler.query_datasets("single_visit_source", collections=run, data_id=data_id)
@@ -144,8 +151,9 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("visit", type=int)
     parser.add_argument("--summary", type=Path, required=True)
     parser.add_argument("--sources", type=Path, required=True)
+    parser.add_argument("--instrument", default=simcam.NAME)
     args = parser.parse_args(argv)
-    export_visit(args.repo, args.run, args.visit, args.summary, args.sources)
+    export_visit(args.repo, args.run, args.visit, args.summary, args.sources, args.instrument)
     return 0
 
 

@@ -176,7 +176,7 @@ def process_visit(
         reason = failure_reason(failures)
         print(f"visit {visit} failed for a reason in its data: {reason}", flush=True)
         return export.write_failed_visit(visit, run, reason, failures, summary_path, sources_path)
-    return export.export_visit(butler, run, visit, summary_path, sources_path)
+    return export.export_visit(butler, run, visit, summary_path, sources_path, instrument)
 
 
 class Stopwatch:
