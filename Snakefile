@@ -50,6 +50,7 @@ localrules:
     register_instrument,
     register_dataset_types,
     ingest_calibs,
+    ingest_refcat,
     visit_results,
     chain_visits,
     summarise_visits,

@@ -86,6 +86,31 @@ rule ingest_calibs:
         " --output {output.record}) > {log} 2>&1"
 
 
+# The reference catalogue real visits are calibrated against (DECam: Gaia DR2).
+rule ingest_refcat:
+    input:
+        activate=stack_activate(),
+        instrument="results/butler/instrument.json",
+        files=(
+            sorted(Path(config["data"]["refcat"]).glob("*.fits"))
+            if config["data"]["refcat"]
+            else []
+        ),
+    output:
+        record="results/butler/refcat.json",
+    log:
+        "logs/butler/ingest_refcat.log",
+    benchmark:
+        "results/benchmarks/butler/ingest_refcat.tsv"
+    conda:
+        "../envs/stack-shell.yaml"
+    params:
+        repo=REPO,
+    shell:
+        "(source {input.activate} && python -m lsst_on_aws_tasks.butler_setup ingest-refcat"
+        " {params.repo} {input.files} --output {output.record}) > {log} 2>&1"
+
+
 rule ingest_raws:
     input:
         activate=stack_activate(),

@@ -105,8 +105,12 @@ def raw_sources(wildcards, input):
 
 
 def calib_record(wildcards=None):
-    """The record of the calibrations' ingest (DECam's InstCal files are calibrated already: none)."""
-    return [] if INSTRUMENT == "DECam" else "results/butler/calibs.json"
+    """What processing calibrates against: SimCam's bias and flats; DECam's InstCal files are
+    calibrated already, but their zero point and astrometry come from the Gaia catalogue.
+    """
+    if INSTRUMENT == "DECam":
+        return "results/butler/refcat.json"
+    return "results/butler/calibs.json"
 
 
 def batch_visits(wildcards):
@@ -237,7 +241,11 @@ def job_benchmarks(wildcards=None):
     """The benchmark file of every job up to the visit summary, for the timing table."""
     per_run = ["create_repo", "register_instrument", "register_dataset_types"]
     per_run += ["chain_visits", "summarise_visits"]
-    per_run.append("index_instcal" if INSTRUMENT == "DECam" else "ingest_calibs")
+    per_run += (
+        ["index_instcal", "ingest_refcat"]
+        if INSTRUMENT == "DECam"
+        else ["ingest_calibs"]
+    )
     per_visit = ["ingest_raws", "visit_results"]
     if config["data"]["source"] == "simulated":
         per_run += ["simulate_reference_catalog", "simulate_calibs"]

@@ -240,6 +240,11 @@ def check_instcal_source(data: dict) -> None:
     root = Path(data["path"])
     if not data["path"] or not root.is_dir():
         raise ConfigError(f"data directory {data['path']!r} does not exist (config key data.path)")
+    if not data["refcat"] or not list(Path(data["refcat"]).glob("*.fits")):
+        raise ConfigError(
+            f"data.refcat {data['refcat']!r} holds no Gaia catalogue files (*.fits): DECam visits are"
+            " calibrated against Gaia DR2 (config key data.refcat)"
+        )
 
 
 def check_stack(stack: dict) -> None:

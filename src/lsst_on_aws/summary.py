@@ -29,6 +29,17 @@ SUMMARY_COLUMNS = {
     "sky_level_e": "sky_level",
     "sky_noise_e": "sky_noise",
 }
+# added when the visits were calibrated against a reference catalogue (DECam against Gaia)
+CALIBRATION_COLUMNS = [
+    "zero_point",
+    "zero_point_err",
+    "zero_point_n",
+    "zero_point_approximate",
+    "depth_mag_5sigma",
+    "astrom_n_matched",
+    "astrom_offset_arcsec",
+    "astrom_scatter_arcsec",
+]
 
 
 def read_benchmark(path: Path | str, columns: dict[str, str] = BENCHMARK_COLUMNS) -> dict:
@@ -45,15 +56,16 @@ def read_benchmark(path: Path | str, columns: dict[str, str] = BENCHMARK_COLUMNS
 
 
 def visit_table(summary_paths: list[str], bands: dict[int, str]) -> pd.DataFrame:
-    """One row per visit: its outcome, source count, PSF and sky.
+    """One row per visit: outcome, sources, PSF and sky; zero point and astrometry when calibrated.
 
     A visit that failed has ``status`` "failed", the ``reason``, and no
     measurements (NaN). :func:`add_job_accounting` adds where it ran and its
     resource use.
     """
     rows = []
-    for summary_path in summary_paths:
-        summary = json.loads(Path(summary_path).read_text())
+    summaries = [json.loads(Path(path).read_text()) for path in summary_paths]
+    calibrated = any("zero_point" in summary for summary in summaries)
+    for summary in summaries:
         visit = int(summary["visit"])
         row = {
             "visit": visit,
@@ -65,6 +77,10 @@ def visit_table(summary_paths: list[str], bands: dict[int, str]) -> pd.DataFrame
         for column, key in SUMMARY_COLUMNS.items():
             value = summary.get(key)
             row[column] = float("nan") if value is None else value
+        if calibrated:
+            for column in CALIBRATION_COLUMNS:
+                value = summary.get(column)
+                row[column] = float("nan") if value is None else value
         rows.append(row)
     return pd.DataFrame(rows).sort_values("visit").reset_index(drop=True)
 

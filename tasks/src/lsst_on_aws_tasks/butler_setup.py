@@ -14,6 +14,9 @@ Run it inside the stack environment::
     python -m lsst_on_aws_tasks.butler_setup register-instrument REPO --output JSON
     python -m lsst_on_aws_tasks.butler_setup ingest-calibs REPO FILE... --output JSON
     python -m lsst_on_aws_tasks.butler_setup ingest-raws REPO FILE... --output JSON
+    python -m lsst_on_aws_tasks.butler_setup ingest-raws REPO --instrument DECam --index CSV --visit V \\
+        --output JSON
+    python -m lsst_on_aws_tasks.butler_setup ingest-refcat REPO GAIA_FITS... --output JSON
     python -m lsst_on_aws_tasks.butler_setup register-dataset-types REPO PIPELINE --output JSON
     python -m lsst_on_aws_tasks.butler_setup remove-run REPO RUN
     python -m lsst_on_aws_tasks.butler_setup set-chain REPO CHAIN --summaries JSON... --output JSON
@@ -463,6 +466,10 @@ def _main(argv: list[str] | None = None) -> int:
             p.add_argument("--instrument", default=simcam.NAME, choices=[simcam.NAME, "DECam"])
             p.add_argument("--index", type=Path, help="DECam: the index of InstCal files (instead of files)")
             p.add_argument("--visit", type=int, help="DECam: the visit (EXPNUM) to ingest from the index")
+    p = sub.add_parser("ingest-refcat")
+    p.add_argument("repo")
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--output", type=Path, required=True)
     p = sub.add_parser("remove-run")
     p.add_argument("repo")
     p.add_argument("run")
@@ -500,6 +507,10 @@ def _main(argv: list[str] | None = None) -> int:
                 # failure: recorded here, reported in the summary
                 print(f"error: {exc}", file=sys.stderr)
                 result = {"status": "failed", "error": str(exc), "files": [p.name for p in files]}
+        elif args.command == "ingest-refcat":
+            from .decam_ingest import ingest_refcat
+
+            result = ingest_refcat(args.repo, args.files)
         elif args.command == "ingest-calibs":
             result = ingest_calibs(args.repo, args.files, args.transfer)
         elif args.command == "remove-run":

@@ -23,7 +23,14 @@ from . import decam
 from .butler_setup import FORMATTER, RECORD_ELEMENTS, VISIT_SYSTEM, IngestError, _ingest, add_exposure_records
 
 RAW_RUN = f"{decam.NAME}/raw/all"
+REFCAT_RUN = "refcats/gaia_dr2"
+REFCAT = "gaia_dr2_refcat"
 DEFAULTS = f"{decam.NAME}/defaults"
+# the Gaia columns the calibration reads
+REFCAT_COLUMNS = [
+    "source_id", "ra", "dec", "pmra", "pmdec", "parallax", "ref_epoch",
+    "phot_g_mean_mag", "phot_bp_mean_mag", "phot_rp_mean_mag",
+]  # fmt: skip
 
 
 def register_decam(repo: str) -> dict:
@@ -62,14 +69,16 @@ def register_decam(repo: str) -> dict:
                 dataset_type, ("instrument", "exposure", "detector"), "CCDData", universe=butler.dimensions
             )
         )
+    reg.registerDatasetType(DatasetType(REFCAT, (), "ArrowAstropy", universe=butler.dimensions))
     reg.registerRun(RAW_RUN)
+    reg.registerRun(REFCAT_RUN)
     reg.registerCollection(DEFAULTS, CollectionType.CHAINED)
-    reg.setCollectionChain(DEFAULTS, [RAW_RUN])
+    reg.setCollectionChain(DEFAULTS, [RAW_RUN, REFCAT_RUN])
     return {
         "instrument": decam.NAME,
         "detectors": [ccdnum for ccdnum, _ in decam.detectors()],
-        "dataset_types": sorted(decam.PLANES.values()),
-        "collections": {"raw": RAW_RUN, "defaults": DEFAULTS},
+        "dataset_types": sorted([*decam.PLANES.values(), REFCAT]),
+        "collections": {"raw": RAW_RUN, "refcat": REFCAT_RUN, "defaults": DEFAULTS},
     }
 
 
@@ -187,3 +196,38 @@ def files_of_visit(index: Path, visit: int) -> list[Path]:
     if unreadable:
         message += "; these files could not be read: " + "; ".join(unreadable)
     raise IngestError(message)
+
+
+def ingest_refcat(repo: str, paths: list[Path]) -> dict:
+    """Put the Gaia DR2 catalogue files' stars into the repository as one ``gaia_dr2_refcat`` table.
+
+    A catalogue already there is replaced: the files are the truth.
+    """
+    from astropy.table import Table, vstack
+
+    if not paths:
+        raise IngestError("no Gaia catalogue files given (config key data.refcat)")
+    tables = []
+    for path in paths:
+        try:
+            table = Table.read(path)
+        except Exception as exc:  # astropy raises several types for a damaged file
+            raise IngestError(f"{path}: not a readable FITS table ({exc})") from exc
+        missing = [c for c in REFCAT_COLUMNS if c not in table.colnames]
+        if missing:
+            raise IngestError(f"{path}: not a Gaia DR2 catalogue, it lacks {', '.join(missing)}")
+        tables.append(table[REFCAT_COLUMNS])
+    stars = vstack(tables)
+    stars.meta.clear()
+    butler = Butler.from_config(repo, writeable=True)
+    existing = butler.find_dataset(REFCAT, {}, collections=REFCAT_RUN)
+    with butler.transaction():
+        if existing is not None:
+            butler.pruneDatasets([existing], disassociate=True, unstore=True, purge=True)
+        butler.put(stars, REFCAT, {}, run=REFCAT_RUN)
+    return {
+        "run": REFCAT_RUN,
+        "files": [p.name for p in paths],
+        "stars": len(stars),
+        "replaced": existing is not None,
+    }

@@ -272,9 +272,12 @@ def measure_image(
         table["ra"] = ra
         table["dec"] = dec
     table.meta["aperture_radius_pix"] = radius
-    # 5-sigma point-source depth in electrons: the flux whose aperture S/N
-    # against the sky noise alone is 5
-    depth_flux = 5.0 * sky_noise * math.sqrt(math.pi) * radius
+    # 5-sigma point-source depth in electrons: the flux a PSF-weighted
+    # measurement finds at S/N 5 against the sky noise alone, through the
+    # PSF's noise-equivalent area (4 pi sigma^2 for a Gaussian of the
+    # measured FWHM; Rubin's definition)
+    sigma_psf = fwhm / FWHM_PER_SIGMA
+    depth_flux = 5.0 * sky_noise * math.sqrt(4.0 * math.pi * sigma_psf**2)
     _, median_snr, _ = sigma_clipped_stats(np.asarray(table["snr"]))
     summary = {
         "n_sources": len(table),
