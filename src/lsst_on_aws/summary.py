@@ -174,9 +174,11 @@ def score_visit(
     dict
         Completeness of bright stars, centroid offsets of matched bright stars
         (median and RMS, pixels), the median ratio of measured aperture flux
-        to true flux for the PSF stars, and the number of stars in each.
+        to true flux for the PSF stars, the same for the PSF-weighted flux of
+        every matched, unblended, unsaturated bright star, and the number of
+        stars in each.
     """
-    found, offsets_x, offsets_y, ratios = [], [], [], []
+    found, offsets_x, offsets_y, ratios, psf_ratios = [], [], [], [], []
     for det, det_truth in truth.groupby("detector"):
         det_sources = sources[sources["detector"] == det]
         stars = det_truth[
@@ -197,6 +199,11 @@ def score_visit(
         offsets_y.extend(matched["y"].to_numpy() - stars["y"].to_numpy()[ok])
         psf = matched["is_psf_star"].to_numpy().astype(bool)
         ratios.extend(matched["flux_aperture"].to_numpy()[psf] / stars["flux_e"].to_numpy()[ok][psf])
+        if "flux_psf" in matched:  # every matched bright star, not only the PSF stars it was corrected on
+            clean = ~matched["flag_deblended"].to_numpy().astype(bool) & ~matched[
+                "flag_saturated"
+            ].to_numpy().astype(bool)
+            psf_ratios.extend(matched["flux_psf"].to_numpy()[clean] / stars["flux_e"].to_numpy()[ok][clean])
     dx, dy = np.asarray(offsets_x), np.asarray(offsets_y)
     radial = np.hypot(dx, dy)
     return {
@@ -208,6 +215,8 @@ def score_visit(
         "centroid_bias_y_pix": float(np.median(dy)) if dy.size else float("nan"),
         "n_photometry_stars": len(ratios),
         "flux_ratio_median": float(np.median(ratios)) if ratios else float("nan"),
+        "n_psf_photometry_stars": len(psf_ratios),
+        "psf_flux_ratio_median": float(np.median(psf_ratios)) if psf_ratios else float("nan"),
         "true_psf_fwhm_arcsec": float(truth["psf_fwhm_arcsec"].iloc[0]),
     }
 
