@@ -56,6 +56,7 @@ localrules:
     summarise_visits,
     check_truth,
     plot_visits,
+    plot_cutouts,
     timing_table,
     estimate_cost,
     cost_tables,

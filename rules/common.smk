@@ -157,6 +157,7 @@ def all_targets(bundle=True):
     targets = [
         "results/summary/visits.csv",
         "results/summary/visits.png",
+        "results/summary/cutouts.png",
         "results/butler/chain.json",
         "results/costs/estimate.json",
         "results/costs/breakdown.csv",

@@ -9,6 +9,8 @@
 # sources) gets a summary.json saying "status": "failed" and why, and the
 # batch, the other visits and the summary go on; any other failure fails the
 # batch's job, and retries apply to the whole batch.
+# preview.fits holds the visit's background-subtracted images, binned to at
+# most 256 pixels a side, for the report's cutouts.
 # job.json records the Slurm job id (empty when run locally), the host, the
 # batch, and the visit's own start, end, wall and CPU time; quanta.json each
 # quantum's task, detector, times and memory (from <label>_metadata), for the
@@ -62,6 +64,7 @@ rule visit_results:
         sources="results/visits/{visit}/sources.parquet",
         job="results/visits/{visit}/job.json",
         quanta="results/visits/{visit}/quanta.json",
+        preview="results/visits/{visit}/preview.fits",
     log:
         report="logs/visits/{visit}/pipetask_report.json",
     benchmark:
@@ -75,4 +78,5 @@ rule visit_results:
         " && cp {params.folder}/sources.parquet {output.sources}"
         " && cp {params.folder}/job.json {output.job}"
         " && cp {params.folder}/quanta.json {output.quanta}"
+        " && cp {params.folder}/preview.fits {output.preview}"
         " && cp {params.folder}/pipetask_report.json {log.report}"

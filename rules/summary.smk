@@ -65,3 +65,25 @@ rule plot_visits:
         "../envs/workflow.yaml"
     script:
         "../scripts/plot_visits.py"
+
+
+rule plot_cutouts:
+    input:
+        previews=visit_outputs("preview.fits"),
+        sources=visit_outputs("sources.parquet"),
+        visits="results/summary/visits.parquet",
+    output:
+        png=report(
+            "results/summary/cutouts.png",
+            caption="../report/cutouts.rst",
+            category="Figures",
+            labels={"figure": "each visit's image, detections and PSF stars"},
+        ),
+    log:
+        "logs/summary/plot_cutouts.log",
+    benchmark:
+        "results/benchmarks/summary/plot_cutouts.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    script:
+        "../scripts/plot_cutouts.py"

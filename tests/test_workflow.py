@@ -31,6 +31,7 @@ AGGREGATES = {
     "summarise_visits": 1,
     "check_truth": 1,
     "plot_visits": 1,
+    "plot_cutouts": 1,
     "timing_table": 1,
     "cost_tables": 1,
     "plot_costs": 1,

@@ -21,11 +21,14 @@ def _visit_job_times(ax, x, table: pd.DataFrame) -> None:
 
 
 def plot_visits(table: pd.DataFrame, path: str) -> None:
-    """Four panels per visit: PSF FWHM, sources, sky level, and the job's wall and CPU time.
+    """Panels per visit: PSF FWHM, sources, sky level, and the job's wall and CPU time; for visits
+    calibrated against a reference catalogue, also the 5-sigma depth and the astrometric offset.
 
     Visits that failed have no measurement bars and are marked "failed".
     """
-    fig, axes = plt.subplots(2, 2, figsize=(9, 6), sharex=True, layout="constrained")
+    calibrated = "depth_mag_5sigma" in table
+    rows = 3 if calibrated else 2
+    fig, axes = plt.subplots(rows, 2, figsize=(9, 3 * rows), sharex=True, layout="constrained")
     colours = [BAND_COLOURS.get(b, "tab:gray") for b in table["band"]]
     x = table["visit"].astype(str)
     panels = [
@@ -33,6 +36,11 @@ def plot_visits(table: pd.DataFrame, path: str) -> None:
         (axes[0, 1], "n_sources", "sources detected"),
         (axes[1, 0], "sky_level_e", "sky (e- / pixel)"),
     ]
+    if calibrated:
+        panels += [
+            (axes[2, 0], "depth_mag_5sigma", "5-sigma depth (mag)"),
+            (axes[2, 1], "astrom_offset_arcsec", "offset from Gaia (arcsec)"),
+        ]
     failed = x[table["status"] != "ok"] if "status" in table else x[:0]
     for ax, column, label in panels:
         ax.bar(x, table[column], color=colours)
@@ -40,8 +48,15 @@ def plot_visits(table: pd.DataFrame, path: str) -> None:
         for name in failed:  # no bar: say why there is none
             ax.annotate("failed", (name, 0), rotation=90, ha="center", va="bottom", color="tab:red")
     _visit_job_times(axes[1, 1], x, table)
-    for ax in axes[1]:
+    if calibrated:
+        depth = table["depth_mag_5sigma"]
+        if depth.notna().any():
+            axes[2, 0].set_ylim(depth.min() - 0.5, depth.max() + 0.3)
+        axes[2, 1].errorbar(x, table["astrom_offset_arcsec"], yerr=table["astrom_scatter_arcsec"], fmt="none",
+                            ecolor="black", capsize=3)  # fmt: skip
+    for ax in axes[-1]:
         ax.set_xlabel("visit")
+        ax.tick_params(axis="x", labelrotation=45)
     handles = [
         plt.Rectangle((0, 0), 1, 1, color=c) for b, c in BAND_COLOURS.items() if b in set(table["band"])
     ]
@@ -148,5 +163,65 @@ def plot_efficiency(timings: pd.DataFrame, path: str) -> None:
     right.barh(efficiency.index, efficiency, color="tab:orange")
     right.axvline(1.0, color="k", lw=0.8, ls="--")
     right.set_xlabel("CPU efficiency (CPU time / wall time, 1 = one core busy)")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_cutouts(
+    previews: dict[int, str],
+    sources: dict[int, pd.DataFrame],
+    table: pd.DataFrame,
+    path: str,
+    max_visits: int = 30,
+) -> None:
+    """One panel per visit (the first ``max_visits``): its first detector's background-subtracted image,
+    detections circled, PSF stars in red, with the visit's band, PSF FWHM and source count.
+
+    ``previews`` maps a visit to its ``preview.fits`` (binned images), ``sources`` to its source table.
+    """
+    import math
+
+    from astropy.io import fits
+    from astropy.visualization import ImageNormalize, ZScaleInterval
+
+    visits = sorted(previews)[:max_visits]
+    columns = min(3, max(1, len(visits)))
+    rows = max(1, math.ceil(len(visits) / columns))
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(3.3 * columns, 3.3 * rows), layout="constrained", squeeze=False
+    )
+    info = table.set_index("visit")
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, visit in zip(axes.flat, visits, strict=False):
+        row = info.loc[visit] if visit in info.index else None
+        with fits.open(previews[visit]) as hdul:
+            if len(hdul) < 2:
+                reason = "" if row is None else str(row.get("reason", ""))
+                ax.text(0.5, 0.5, f"visit {visit}: failed\n{reason[:60]}", ha="center", va="center",
+                        color="tab:red", wrap=True, fontsize=7, transform=ax.transAxes)  # fmt: skip
+                continue
+            hdu = hdul[1]
+            image, factor, detector = hdu.data, int(hdu.header["BIN"]), int(hdu.header["DETECTOR"])
+        norm = ImageNormalize(image, interval=ZScaleInterval())
+        ax.imshow(image, origin="lower", cmap="gray_r", norm=norm)
+        on_detector = sources[visit]
+        if "detector" in on_detector:
+            on_detector = on_detector[on_detector["detector"] == detector]
+        if len(on_detector):
+            x = (on_detector["x"].to_numpy() + 0.5) / factor - 0.5
+            y = (on_detector["y"].to_numpy() + 0.5) / factor - 0.5
+            psf = on_detector["is_psf_star"].to_numpy().astype(bool)
+            ax.scatter(x[~psf], y[~psf], s=60, facecolors="none", edgecolors="tab:cyan", linewidths=0.8)
+            ax.scatter(x[psf], y[psf], s=90, facecolors="none", edgecolors="tab:red", linewidths=1.2)
+        title = f"visit {visit}, detector {detector}"
+        if row is not None:
+            title += f'\n{row["band"]}: FWHM {row["psf_fwhm_arcsec"]:.2f}", {int(row["n_sources"])} sources'
+        ax.set_title(title, fontsize=8)
+        ax.set_axis_on()
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if len(previews) > max_visits:
+        fig.suptitle(f"the first {max_visits} of {len(previews)} visits", fontsize=9)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -38,8 +38,10 @@ def export_visit(
     summary_path: Path,
     sources_path: Path,
     instrument: str = simcam.NAME,
+    preview_path: Path | None = None,
 ) -> dict:
-    """Write the visit's summary (JSON) and its sources (parquet); return the summary."""
+    """Write the visit's summary (JSON), its sources (parquet) and, with ``preview_path``, a preview
+    of its images (FITS, see :func:`write_preview`); return the summary."""
     butler = open_butler(repo)
     data_id = {"instrument": instrument, "visit": visit}
     stats = dict(butler.get("visit_summary_stats", data_id, collections=[run]))
@@ -64,11 +66,45 @@ def export_visit(
     if sources is not None:
         sources.meta.clear()
         sources.write(sources_path, format="parquet", overwrite=True)
+    if preview_path is not None:
+        images = butler.query_datasets("preliminary_visit_image", collections=run, data_id=data_id)
+        write_preview({ref.dataId["detector"]: butler.get(ref).data for ref in images}, preview_path)
     return result
 
 
+PREVIEW_SIZE = 256
+
+
+def write_preview(images: dict[int, np.ndarray], path: Path, size: int = PREVIEW_SIZE) -> None:
+    """The background-subtracted images, binned to at most ``size`` pixels a side, one HDU a detector.
+
+    Each HDU's ``BIN`` says by how much it was binned (block means), so that
+    source positions (full-resolution pixels) can be drawn on it. No images
+    (a failed visit): a primary HDU only.
+    """
+    from astropy.io import fits
+    from astropy.nddata import block_reduce
+
+    hdus = [fits.PrimaryHDU()]
+    for detector, data in sorted(images.items()):
+        factor = max(1, -(-max(data.shape) // size))
+        binned = block_reduce(np.nan_to_num(np.asarray(data, dtype=np.float32)), factor, func=np.mean)
+        hdu = fits.ImageHDU(binned.astype(np.float32), name=f"DET{detector}")
+        hdu.header["DETECTOR"] = (int(detector), "detector id")
+        hdu.header["BIN"] = (factor, "pixels of the image per preview pixel, a side")
+        hdus.append(hdu)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fits.HDUList(hdus).writeto(path, overwrite=True)
+
+
 def write_failed_visit(
-    visit: int, run: str, reason: str, failures: list[dict], summary_path: Path, sources_path: Path
+    visit: int,
+    run: str,
+    reason: str,
+    failures: list[dict],
+    summary_path: Path,
+    sources_path: Path,
+    preview_path: Path | None = None,
 ) -> dict:
     """Record a visit that could not be processed: why, and an empty source catalogue.
 
@@ -91,6 +127,8 @@ def write_failed_visit(
     summary_path.write_text(json.dumps(result, indent=2) + "\n")
     empty = Table({"visit": np.zeros(0, dtype=np.int64), "detector": np.zeros(0, dtype=np.int64)})
     empty.write(sources_path, format="parquet", overwrite=True)
+    if preview_path is not None:
+        write_preview({}, preview_path)
     return result
 
 

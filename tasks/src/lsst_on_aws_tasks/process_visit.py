@@ -133,6 +133,7 @@ def process_visit(
     sources_path: Path,
     report_path: Path,
     quanta_path: Path,
+    preview_path: Path | None = None,
 ) -> dict:
     """Process one visit; return its summary (``status`` "ok" or "failed").
 
@@ -148,7 +149,7 @@ def process_visit(
         report_path.parent.mkdir(parents=True, exist_ok=True)
         report_path.write_text(json.dumps({"status": "not run", "reason": reason}) + "\n")
         export.write_quantum_timings(None, run, quanta_path)
-        return export.write_failed_visit(visit, run, reason, [], summary_path, sources_path)
+        return export.write_failed_visit(visit, run, reason, [], summary_path, sources_path, preview_path)
 
     removed = butler_setup.remove_run(repo, run)
     print(f"{'removed an earlier attempt of' if removed else 'no earlier'} run {run}", flush=True)
@@ -175,8 +176,10 @@ def process_visit(
             )
         reason = failure_reason(failures)
         print(f"visit {visit} failed for a reason in its data: {reason}", flush=True)
-        return export.write_failed_visit(visit, run, reason, failures, summary_path, sources_path)
-    return export.export_visit(butler, run, visit, summary_path, sources_path, instrument)
+        return export.write_failed_visit(
+            visit, run, reason, failures, summary_path, sources_path, preview_path
+        )
+    return export.export_visit(butler, run, visit, summary_path, sources_path, instrument, preview_path)
 
 
 class Stopwatch:
@@ -247,6 +250,7 @@ def process_batch(
             sources_path=folder / "sources.parquet",
             report_path=folder / "pipetask_report.json",
             quanta_path=folder / "quanta.json",
+            preview_path=folder / "preview.fits",
             **pipeline,
         )
         write_json(folder / "job.json", clock.record(batch=batch, visit=visit))
