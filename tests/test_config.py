@@ -213,5 +213,10 @@ def test_decam_needs_a_directory_of_instcal_files(tmp_path):
     with pytest.raises(checks.ConfigError, match=r"does not exist \(config key data\.path\)"):
         checks.check_workflow_config(config, SCHEMA, fill_defaults, decam.BANDS)
     config["data"]["path"] = str(tmp_path)
+    with pytest.raises(checks.ConfigError, match=r"data\.refcat '' holds no Gaia catalogue files"):
+        checks.check_workflow_config(config, SCHEMA, fill_defaults, decam.BANDS)
+    (tmp_path / "gaia").mkdir()
+    (tmp_path / "gaia" / "chunk-1.fits").write_bytes(b"")
+    config["data"]["refcat"] = str(tmp_path / "gaia")
     _, chosen = checks.check_workflow_config(config, SCHEMA, fill_defaults, decam.BANDS)
     assert chosen[0] == 431608 and len(chosen) == 9
