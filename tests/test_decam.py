@@ -329,7 +329,8 @@ def test_workflow_processes_the_decam_visits_and_reports_a_bad_file(tmp_path, de
     broken.write_bytes(broken.read_bytes()[: 2880 * 30])  # headers whole, pixels cut short
     workdir = copy_workflow(tmp_path / "workflow")
     overrides = tmp_path / "data.yaml"
-    overrides.write_text(json.dumps({"data": {"source": "directory", "path": str(data)}}))
+    settings = {"source": "directory", "path": str(data), "refcat": str(DATA / "gaia")}
+    overrides.write_text(json.dumps({"data": settings}))
 
     result = snakemake(workdir, "--cores", "2", "--configfile", "config/decam.yaml", str(overrides))
 

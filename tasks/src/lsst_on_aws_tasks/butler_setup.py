@@ -53,20 +53,13 @@ from lsst.daf.butler import (
 from lsst.sphgeom import ConvexPolygon, LonLat, UnitVector3d
 
 from . import simcam
+from .errors import IngestError, RepositoryError
 
 RAW_RUN = f"{simcam.NAME}/raw/all"
 CALIB_RUN = f"{simcam.NAME}/calib"
 DEFAULTS = f"{simcam.NAME}/defaults"
 VISIT_SYSTEM = 0  # one exposure per visit
 FORMATTER = "lsst_on_aws_tasks.formatters.CCDDataFitsFormatter"
-
-
-class IngestError(RuntimeError):
-    """A file cannot be ingested; the message names the file and the reason."""
-
-
-class RepositoryError(RuntimeError):
-    """The repository cannot be used as asked; the message says why."""
 
 
 def _dataset_types(universe) -> list[DatasetType]:

@@ -20,7 +20,8 @@ from pathlib import Path
 from lsst.daf.butler import Butler, CollectionType, DatasetRef, DatasetType, FileDataset, Timespan
 
 from . import decam
-from .butler_setup import FORMATTER, RECORD_ELEMENTS, VISIT_SYSTEM, IngestError, _ingest, add_exposure_records
+from .butler_setup import FORMATTER, RECORD_ELEMENTS, VISIT_SYSTEM, _ingest, add_exposure_records
+from .errors import IngestError
 
 RAW_RUN = f"{decam.NAME}/raw/all"
 REFCAT_RUN = "refcats/gaia_dr2"
