@@ -8,8 +8,11 @@ datasets and the same numbers as the local run of the same configuration.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -48,6 +51,33 @@ def slurm_available() -> None:
             f"the local Slurm has no usable node ({state.stdout.strip() or state.stderr.strip()});"
             " run tests/services/slurm.sh start"
         )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def reap_hung_job_instances(tmp_path_factory):
+    """After the module: kill the Snakemake job instances left behind by finished Slurm jobs.
+
+    Seen here: a job's inner ``snakemake --target-jobs`` finished its job
+    ("Finished jobid", "Elapsed time" in the job's log, ``sacct`` says
+    COMPLETED) but hung on exit, its threads waiting on futexes. This test
+    cluster tracks processes with ``proctrack/linuxproc``, which does not
+    reap a process that outlives its step, so it was reparented to init and
+    slept on. Such a process holds no lock and writes nothing (its outputs
+    are in place), but it would stay until the machine restarts. A cluster
+    with ``proctrack/cgroup`` (ParallelCluster's) kills it with the job.
+    """
+    yield
+    root = str(tmp_path_factory.getbasetemp())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "snakemake" in cmdline and "--target-jobs" in cmdline and root in cmdline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")
