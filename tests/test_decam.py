@@ -335,7 +335,7 @@ def test_workflow_processes_the_decam_visits_and_reports_a_bad_file(tmp_path, de
     result = snakemake(workdir, "--cores", "2", "--configfile", "config/decam.yaml", str(overrides))
 
     assert result.returncode == 0, result.stderr[-4000:]
-    table = pd.read_csv(workdir / "results/summary/visits.csv", keep_default_na=False).set_index("visit")
+    table = pd.read_csv(workdir / "results/summary/visits.csv").set_index("visit")
     assert len(table) == 9
     good = table[table["status"] == "ok"]
     assert len(good) == 8 and (good["n_sources"] >= 5).all()
