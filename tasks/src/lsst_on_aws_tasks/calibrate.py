@@ -162,10 +162,9 @@ def calibrate(
     matched = np.zeros(len(sources), bool)
     matched[src_idx] = True
     mags = reference_magnitude(ref, band)
-    if mags is None:
-        result |= {"zero_point": math.nan, "zero_point_err": math.nan, "zero_point_n": 0,
-                   "zero_point_approximate": True}  # fmt: skip
-        return result, matched
+    if mags is None:  # no transformation for the band: zero_point's answer for no stars
+        none = np.zeros(0)
+        return result | zero_point(none, none, none, exptime_s, min_stars), matched
     clean = ~np.asarray(sources["flag_saturated"])[src_idx] & ~np.asarray(sources["flag_deblended"])[src_idx]
     result |= zero_point(
         np.asarray(sources["flux_aperture"], float)[src_idx][clean],
