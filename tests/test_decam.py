@@ -195,8 +195,14 @@ READ = """
 import json, sys
 from lsst.daf.butler import Butler
 butler = Butler.from_config(sys.argv[1], collections="DECam/runs/test")
-refs = butler.query_datasets("visit_summary_stats", instrument="DECam")
-print(json.dumps({str(ref.dataId["visit"]): butler.get(ref) for ref in refs}))
+stats = {}
+for ref in butler.query_datasets("visit_summary_stats", instrument="DECam"):
+    stats[str(ref.dataId["visit"])] = butler.get(ref)
+for ref in butler.query_datasets("single_visit_source", instrument="DECam"):
+    sources = butler.get(ref)
+    stars = sources[sources["is_psf_star"]]
+    stats[str(ref.dataId["visit"])]["psf_stars"] = [[float(s["ra"]), float(s["dec"])] for s in stars]
+print(json.dumps(stats))
 """
 
 
@@ -219,8 +225,8 @@ def gaia_stars_in_pixels(image: Path) -> dict:
     """The patch's Gaia stars measured directly in ``image``'s pixels, independently of the pipeline.
 
     Each star is found at its catalogue position moved to the exposure's epoch
-    by its proper motion, through the CCD's WCS. Returned: the median FWHM
-    (arcsec) from adaptive moments; the median offset (arcsec) of the
+    by its proper motion, through the CCD's WCS. Returned: their positions
+    at that epoch; the median FWHM (arcsec) from adaptive moments; the median offset (arcsec) of the
     moments' centroids from the catalogue positions; and the zero point
     (magnitude of 1 e-/s) from circular apertures of 3 FWHM, at most 14.5
     pixels (sky from an annulus beyond 15, ADU times the mean gain) against the stars' DECam magnitudes
@@ -240,7 +246,7 @@ def gaia_stars_in_pixels(image: Path) -> dict:
     scale = math.sqrt(abs(np.linalg.det(wcs.pixel_scale_matrix))) * 3600
     xs, ys = wcs.all_world2pix(ra, dec, 0)
     # the stars lie 20 pixels or more from the cutouts' edges: stamps of 39 x 39, sky from r > 15
-    half, fwhms, offsets, zero_points = 19, [], [], []
+    half, fwhms, offsets, zero_points, positions = 19, [], [], [], []
     grid = np.hypot(*np.meshgrid(np.arange(-half, half + 1), np.arange(-half, half + 1)))
     for x, y, star_ra, star_dec, mag in zip(xs, ys, ra, dec, mags, strict=True):
         xi, yi = round(x), round(y)
@@ -250,6 +256,7 @@ def gaia_stars_in_pixels(image: Path) -> dict:
         stamp -= np.median(stamp[grid > 15])
         cx, cy, fwhm = adaptive_moments(stamp, half + x - xi, half + y - yi)
         fwhms.append(fwhm * scale)
+        positions.append((float(star_ra), float(star_dec)))
         found = SkyCoord(*wcs.all_pix2world(xi - half + cx, yi - half + cy, 0), unit="deg")
         offsets.append(found.separation(SkyCoord(star_ra, star_dec, unit="deg")).arcsec)
         radius = min(3 * fwhm, 14.5)
@@ -263,6 +270,7 @@ def gaia_stars_in_pixels(image: Path) -> dict:
         "offset_arcsec": float(np.median(offsets)),
         "zero_point": float(np.median(zero_points)),
         "n_stars": len(fwhms),
+        "positions": positions,
     }
 
 
@@ -270,10 +278,11 @@ def test_pipetask_measures_each_visit_from_the_pixels(tmp_path, demo_run):
     """The DECam pipeline through the real pipetask: each visit's PSF, astrometry and zero point.
 
     The expectations are computed here, independently, from the pixels of the
-    patch's three Gaia stars (:func:`gaia_stars_in_pixels`). The pipeline
-    fits a Moffat profile, whose FWHM is the core's: it runs about 10 % below
-    the moments' FWHM (measured: 6-11 % on eight visits), so that tolerance
-    is 15 %. Offsets must agree within 0.05 arcsec (measured: 0.03 at most),
+    patch's three Gaia stars (:func:`gaia_stars_in_pixels`). The pipeline's
+    PSF stars must all be Gaia stars (the patch's bright galaxy is as bright
+    and must be left out), and its FWHM, from GalSim's adaptive moments,
+    must agree with this test's own moments within 3 % (measured: 0.6 % at
+    most). Offsets must agree within 0.05 arcsec (measured: 0.03 at most),
     zero points within 0.07 mag (measured: 0.05 at most, on the visit with the
     most elongated PSF, where the two apertures differ most).
     """
@@ -298,8 +307,11 @@ def test_pipetask_measures_each_visit_from_the_pixels(tmp_path, demo_run):
         visit = stats[str(decam.read_observation(image).exposure)]
         expected = gaia_stars_in_pixels(image)
         assert expected["n_stars"] == 3
-        assert visit["n_sources"] >= 5 and visit["n_psf_stars"] >= 2
-        assert visit["psf_fwhm_arcsec"] == pytest.approx(expected["fwhm_arcsec"], rel=0.15), image.name
+        assert visit["n_sources"] >= 5 and visit["n_psf_stars"] == len(visit["psf_stars"]) >= 1
+        gaia = SkyCoord(expected["positions"], unit="deg")
+        for star in visit["psf_stars"]:
+            assert SkyCoord(*star, unit="deg").separation(gaia).min().arcsec < 0.2, (image.name, star)
+        assert visit["psf_fwhm_arcsec"] == pytest.approx(expected["fwhm_arcsec"], rel=0.03), image.name
         # the astrometric check finds the three stars where the pixels put them
         assert visit["astrom_n_matched"] == 3, image.name
         assert visit["astrom_offset_arcsec"] == pytest.approx(expected["offset_arcsec"], abs=0.05), image.name

@@ -158,17 +158,31 @@ class MeasureConfig(pipeBase.PipelineTaskConfig, pipelineConnections=MeasureConn
     detection_threshold = pexConfig.Field[float](
         doc="Detection threshold, in sigma of the smoothed image.", default=MeasureParams.detection_threshold
     )
-    min_pixels = pexConfig.Field[int](doc="Minimum connected pixels of a detection.", default=5)
-    kernel_fwhm_pix = pexConfig.Field[float](doc="FWHM of the detection kernel (pixels).", default=4.0)
-    background_box = pexConfig.Field[int](doc="Background mesh size (pixels).", default=64)
-    deblend_contrast = pexConfig.Field[float](doc="Deblender contrast.", default=0.005)
-    psf_min_snr = pexConfig.Field[float](doc="Minimum S/N of a PSF star.", default=50.0)
-    psf_max_stars = pexConfig.Field[int](doc="At most this many (brightest) PSF stars.", default=40)
+    min_pixels = pexConfig.Field[int](
+        doc="Minimum connected pixels of a detection.", default=MeasureParams.min_pixels
+    )
+    kernel_fwhm_pix = pexConfig.Field[float](
+        doc="FWHM of the detection kernel (pixels).", default=MeasureParams.kernel_fwhm_pix
+    )
+    background_box = pexConfig.Field[int](
+        doc="Background mesh size (pixels).", default=MeasureParams.background_box
+    )
+    deblend_contrast = pexConfig.Field[float](
+        doc="Deblender contrast.", default=MeasureParams.deblend_contrast
+    )
+    psf_min_snr = pexConfig.Field[float](doc="Minimum S/N of a PSF star.", default=MeasureParams.psf_min_snr)
+    psf_max_stars = pexConfig.Field[int](
+        doc="At most this many (brightest) PSF stars.", default=MeasureParams.psf_max_stars
+    )
     psf_isolation_fwhm = pexConfig.Field[float](
-        doc="PSF stars have no neighbour within this many FWHM.", default=4.0
+        doc="PSF stars have no neighbour within this many FWHM.", default=MeasureParams.psf_isolation_fwhm
+    )
+    psf_size_tolerance = pexConfig.Field[float](
+        doc="PSF stars' FWHM lie within this fraction of the stellar locus's.",
+        default=MeasureParams.psf_size_tolerance,
     )
     aperture_radius_fwhm = pexConfig.Field[float](
-        doc="Aperture radius in units of the PSF FWHM.", default=3.0
+        doc="Aperture radius in units of the PSF FWHM.", default=MeasureParams.aperture_radius_fwhm
     )
 
     def params(self) -> MeasureParams:
@@ -182,6 +196,7 @@ class MeasureConfig(pipeBase.PipelineTaskConfig, pipelineConnections=MeasureConn
             psf_min_snr=self.psf_min_snr,
             psf_max_stars=self.psf_max_stars,
             psf_isolation_fwhm=self.psf_isolation_fwhm,
+            psf_size_tolerance=self.psf_size_tolerance,
             aperture_radius_fwhm=self.aperture_radius_fwhm,
         )
 
