@@ -66,6 +66,8 @@ localrules:
     publish,
     stage_calibs,
     stage_raws,
+    stage_instcal,
+    stage_refcat,
     index_instcal,
     cluster_config,
     validate_cluster,

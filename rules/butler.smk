@@ -48,7 +48,7 @@ rule register_dataset_types:
     input:
         activate=stack_activate(),
         instrument="results/butler/instrument.json",
-        pipeline=config["pipeline"]["file"],
+        pipeline=pipeline_input(),
     output:
         record="results/butler/dataset_types.json",
     log:
@@ -59,9 +59,10 @@ rule register_dataset_types:
         "../envs/stack-shell.yaml"
     params:
         repo=REPO,
+        pipeline=pipeline_spec,
     shell:
         "(source {input.activate} && python -m lsst_on_aws_tasks.butler_setup register-dataset-types"
-        " {params.repo} {input.pipeline} --output {output.record}) > {log} 2>&1"
+        " {params.repo} {params.pipeline:q} --output {output.record}) > {log} 2>&1"
 
 
 rule ingest_calibs:
@@ -91,11 +92,7 @@ rule ingest_refcat:
     input:
         activate=stack_activate(),
         instrument="results/butler/instrument.json",
-        files=(
-            sorted(Path(config["data"]["refcat"]).glob("*.fits"))
-            if config["data"]["refcat"]
-            else []
-        ),
+        refcat=refcat_input(),
     output:
         record="results/butler/refcat.json",
     log:
@@ -106,9 +103,10 @@ rule ingest_refcat:
         "../envs/stack-shell.yaml"
     params:
         repo=REPO,
+        files=refcat_files,
     shell:
         "(source {input.activate} && python -m lsst_on_aws_tasks.butler_setup ingest-refcat"
-        " {params.repo} {input.files} --output {output.record}) > {log} 2>&1"
+        " {params.repo} {params.files} --output {output.record}) > {log} 2>&1"
 
 
 rule ingest_raws:

@@ -1,5 +1,6 @@
 # Validation, the visit table and input functions. Nothing else.
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -42,6 +43,17 @@ DATA_DIR = {
     "directory": config["data"]["path"].rstrip("/"),
     "s3": "resources/data",
 }[config["data"]["source"]]
+# DECam: the folder of InstCal files, and of the Gaia catalogue, as read or staged from S3
+INSTCAL_DIR = DATA_DIR if config["data"]["source"] != "s3" else "resources/data/instcal"
+INSTCAL_PATTERNS = ["*_ooi_*.fits*", "*_oow_*.fits*", "*_ood_*.fits*"]
+REFCAT_DIR = (
+    "resources/data/refcat"
+    if config["data"]["refcat"].startswith("s3://")
+    else config["data"]["refcat"]
+)
+# The pipeline pipetask runs: a file of the workflow, or one the stack
+# provides ($DRP_PIPE_DIR/...), either with an optional #subset of labels
+PIPELINE = config["pipeline"]["file"]
 STACK_PREFIX = config["stack"]["prefix"].rstrip("/")
 STACK = f"{STACK_PREFIX}/{config['stack']['tag']}"
 REPO = config["butler"]["repo"]
@@ -61,6 +73,20 @@ def stack_lock(wildcards):
     if config["stack"]["method"] != "pip":
         return []
     return f"envs/stack-pip/{wildcards.tag}.lock"
+
+
+def pipeline_input(wildcards=None):
+    """The workflow's pipeline file, an input of the steps that read it; none for a stack's pipeline,
+    which exists only once the stack is set up (the pipeline's name, a parameter, still reruns them).
+    """
+    return [] if "$" in PIPELINE else PIPELINE.split("#")[0]
+
+
+def pipeline_spec(wildcards, input):
+    """The pipeline as pipetask takes it: the input file (or the stack's name for one) and its #subset."""
+    if "$" in PIPELINE:
+        return PIPELINE
+    return input.pipeline + PIPELINE[len(PIPELINE.split("#")[0]) :]
 
 
 def stack_activate(wildcards=None):
@@ -104,6 +130,20 @@ def raw_sources(wildcards, input):
     return f"{input.raws}/*.fits"
 
 
+def refcat_input(wildcards=None):
+    """The Gaia catalogue's files in its local folder, or the folder it is staged into from S3."""
+    if config["data"]["refcat"].startswith("s3://"):
+        return REFCAT_DIR
+    return sorted(Path(REFCAT_DIR).glob("*.fits")) if REFCAT_DIR else []
+
+
+def refcat_files(wildcards, input):
+    """The catalogue files the refcat ingest reads (a staged folder's, by the shell's glob)."""
+    if config["data"]["refcat"].startswith("s3://"):
+        return f"{input.refcat}/*.fits"
+    return " ".join(input.refcat)
+
+
 def calib_record(wildcards=None):
     """What processing calibrates against: SimCam's bias and flats; DECam's InstCal files are
     calibrated already, but their zero point and astrometry come from the Gaia catalogue.
@@ -129,11 +169,15 @@ def visit_batch(wildcards):
 
 
 def pipetask_overrides(wildcards=None):
-    """The processing settings as pipetask -c arguments."""
-    return " ".join(
-        f"-c measure:{key}={value}"
-        for key, value in sorted(config["processing"].items())
-    )
+    """The processing settings (for the project's measure task, if the pipeline has it) and the
+    pipeline's own overrides, as pipetask -c arguments.
+    """
+    label = config["pipeline"]["measure_label"]
+    settings = [
+        f"{label}:{key}={value}" for key, value in sorted(config["processing"].items())
+    ]
+    settings = (settings if label else []) + config["pipeline"]["overrides"]
+    return " ".join(f"-c {shlex.quote(setting)}" for setting in settings)
 
 
 def visit_outputs(name):
@@ -181,9 +225,9 @@ def bundle_inputs():
         "config/config.yaml",
         "config/butler-seed.yaml",
         config["visits"],
-        config["pipeline"]["file"],
         "config/prices",
     ]
+    paths += [pipeline_input()] if pipeline_input() else []
     if config["stack"]["method"] == "pip":
         paths.append(f"envs/stack-pip/{config['stack']['tag']}.lock")
     paths.append(DATA_DIR)
@@ -251,9 +295,13 @@ def job_benchmarks(wildcards=None):
     if config["data"]["source"] == "simulated":
         per_run += ["simulate_reference_catalog", "simulate_calibs"]
         per_visit.append("simulate_raws")
-    if config["data"]["source"] == "s3":
+    if config["data"]["source"] == "s3" and INSTRUMENT == "DECam":
+        per_run.append("stage_instcal")
+    elif config["data"]["source"] == "s3":
         per_run.append("stage_calibs")
         per_visit.append("stage_raws")
+    if INSTRUMENT == "DECam" and config["data"]["refcat"].startswith("s3://"):
+        per_run.append("stage_refcat")
     paths = [getattr(rules, name).benchmark for name in per_run]
     paths += expand(rules.install_stack.benchmark, tag=config["stack"]["tag"])
     paths += expand(rules.process_batch.benchmark, batch=BATCHES)

@@ -2,7 +2,8 @@
 # raws staged from data.path into resources/data/, the folder every later
 # step reads (a folder appears only once all its files have arrived). DECam
 # InstCal files (instrument: DECam): an index of the directory's image files
-# by exposure and CCD, from their headers, which each visit's ingest reads.
+# by exposure and CCD, from their headers, which each visit's ingest reads;
+# from S3, the InstCal files and the Gaia catalogue are staged first.
 
 
 rule stage_calibs:
@@ -35,7 +36,42 @@ rule stage_raws:
         "../scripts/stage_data.py"
 
 
+rule stage_instcal:
+    output:
+        instcal=directory("resources/data/instcal"),
+    log:
+        "logs/data/stage_instcal.log",
+    benchmark:
+        "results/benchmarks/data/stage_instcal.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    params:
+        uri=config["data"]["path"],
+        patterns=INSTCAL_PATTERNS,
+    script:
+        "../scripts/stage_data.py"
+
+
+rule stage_refcat:
+    output:
+        refcat=directory("resources/data/refcat"),
+    log:
+        "logs/data/stage_refcat.log",
+    benchmark:
+        "results/benchmarks/data/stage_refcat.tsv"
+    conda:
+        "../envs/workflow.yaml"
+    params:
+        uri=config["data"]["refcat"],
+        patterns=["*.fits"],
+        key="data.refcat",
+    script:
+        "../scripts/stage_data.py"
+
+
 rule index_instcal:
+    input:
+        staged=INSTCAL_DIR if config["data"]["source"] == "s3" else [],
     output:
         index="results/data/instcal-index.csv",
     log:
@@ -45,6 +81,6 @@ rule index_instcal:
     conda:
         "../envs/workflow.yaml"
     params:
-        path=config["data"]["path"],
+        path=INSTCAL_DIR,
     script:
         "../scripts/index_instcal.py"

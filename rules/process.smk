@@ -24,7 +24,7 @@ rule process_batch:
         raws=batch_raw_records,
         calibs=calib_record,
         dataset_types="results/butler/dataset_types.json",
-        pipeline=config["pipeline"]["file"],
+        pipeline=pipeline_input(),
     output:
         # written last, it lists the batch's visits: their folders beside it
         # are complete once it exists (a folder output's time stamp, touched
@@ -43,6 +43,7 @@ rule process_batch:
         visits=batch_visits,
         inputs=DEFAULT_INPUTS,
         instrument=config["instrument"],
+        pipeline=pipeline_spec,
         overrides=pipetask_overrides(),
         raws_dir="results/butler/raws",
         folder=lambda wildcards: f"results/batches/{wildcards.batch}",
@@ -50,7 +51,7 @@ rule process_batch:
         "(source {input.activate} && python -m lsst_on_aws_tasks.process_visit"
         " {params.repo} --output-prefix {params.prefix} --visits {params.visits}"
         " --instrument {params.instrument} --inputs {params.inputs}"
-        " --pipeline {input.pipeline} {params.overrides}"
+        " --pipeline {params.pipeline:q} {params.overrides}"
         " --raws-dir {params.raws_dir} --out {params.folder}) > {log} 2>&1"
 
 

@@ -63,12 +63,13 @@ def test_each_shared_storage_is_valid_and_retained(storage):
 
 def test_nodes_get_the_buckets_of_the_data_source_and_of_publishing():
     config = workflow_config(data_bucket="scratch")
-    config["data"] = {"source": "s3", "path": "s3://survey-raws/decam/2024"}
+    config["data"] = {"source": "s3", "path": "s3://survey-raws/decam/2024", "refcat": "s3://gaia-dr2/cat"}
     config["publish"] = {"uri": "s3://papers/run-7"}
     doc = cluster.render(config, allowed_ips="10.0.0.1/32")
     expected = [
         {"BucketName": "scratch", "EnableWriteAccess": True},
         {"BucketName": "survey-raws", "EnableWriteAccess": False},
+        {"BucketName": "gaia-dr2", "EnableWriteAccess": False},
         {"BucketName": "papers", "EnableWriteAccess": True},
     ]
     assert doc["HeadNode"]["Iam"]["S3Access"] == expected

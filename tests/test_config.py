@@ -31,6 +31,7 @@ def fill_defaults(config: dict, schema_path: str) -> None:
 def default_config() -> dict:
     config = yaml.safe_load((REPO_ROOT / "config/config.yaml").read_text())
     config["visits"] = str(REPO_ROOT / config["visits"])
+    config["pipeline"]["file"] = str(REPO_ROOT / config["pipeline"]["file"])
     return config
 
 
@@ -44,7 +45,8 @@ def test_default_config_passes():
     assert visits.loc[4, "band"] == "g"
 
 
-def test_empty_config_gets_every_default():
+def test_empty_config_gets_every_default(monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)  # the workflow's folder, where Snakemake checks its config
     config = {"visits": str(REPO_ROOT / "config/visits.tsv")}
     check(config)
     assert config["processing"]["detection_threshold"] == 5.0
@@ -205,7 +207,21 @@ def test_batches_are_runs_of_the_sorted_table():
     assert checks.batches([*table, 13, 14], table, 3) == {"1-5": [1, 3, 5], "7-11": [7, 9, 11], "12-14": [12]}
 
 
-def test_decam_needs_a_directory_of_instcal_files(tmp_path):
+def test_pipeline_is_a_workflow_file_or_a_stacks():
+    config = default_config() | {"pipeline": {"file": "pipelines/nowhere.yaml#isr"}}
+    with pytest.raises(checks.ConfigError, match=r"^pipeline file pipelines/nowhere.yaml does not exist"):
+        checks.check_workflow_config(config, SCHEMA, fill_defaults, simcam.BANDS)
+    config["pipeline"]["file"] = "$DRP_PIPE_DIR/pipelines/DECam/DRP-Merian.yaml#isr,calibrateImage"
+    checks.check_workflow_config(config, SCHEMA, fill_defaults, simcam.BANDS)  # resolved in the stack
+    config["pipeline"]["overrides"] = ["thresholdValue=10"]
+    with pytest.raises(
+        checks.ConfigError,
+        match=r"pipeline\.overrides\.0: 'thresholdValue=10' is not valid\. A task setting",
+    ):
+        checks.check_workflow_config(config, SCHEMA, fill_defaults, simcam.BANDS)
+
+
+def test_decam_needs_instcal_files_in_a_directory_or_s3(tmp_path):
     config = default_config() | {"instrument": "DECam", "visits": str(REPO_ROOT / "config/decam-visits.tsv")}
     with pytest.raises(checks.ConfigError, match=r"instrument DECam reads InstCal files from a directory"):
         checks.check_workflow_config(config, SCHEMA, fill_defaults, decam.BANDS)
@@ -220,3 +236,9 @@ def test_decam_needs_a_directory_of_instcal_files(tmp_path):
     config["data"]["refcat"] = str(tmp_path / "gaia")
     _, chosen = checks.check_workflow_config(config, SCHEMA, fill_defaults, decam.BANDS)
     assert chosen[0] == 431608 and len(chosen) == 9
+    # from S3: the URIs' contents are checked when staged (test_decam, test_s3_data)
+    config["data"] = {"source": "s3", "path": "s3://survey/decam", "refcat": "s3://survey/gaia"}
+    checks.check_workflow_config(config, SCHEMA, fill_defaults, decam.BANDS)
+    config["data"]["path"] = str(tmp_path)
+    with pytest.raises(checks.ConfigError, match=r"data\.path '.*' is not an s3://bucket/prefix URI"):
+        checks.check_workflow_config(config, SCHEMA, fill_defaults, decam.BANDS)

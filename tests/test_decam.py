@@ -8,13 +8,14 @@ Dec +25.462, from the data's README), and DECam's nominal pixel scale
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import shutil
 import subprocess
 import warnings
 from pathlib import Path
 
+import boto3
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,7 +24,7 @@ from astropy.io import fits
 from astropy.table import Table, vstack
 from astropy.time import Time
 from astropy.wcs import WCS
-from conftest import REPO_ROOT, copy_workflow, snakemake
+from conftest import REPO_ROOT, aws_env, copy_workflow, snakemake
 
 from lsst_on_aws_tasks import calibrate, decam
 
@@ -322,38 +323,101 @@ def test_pipetask_measures_each_visit_from_the_pixels(tmp_path, demo_run):
         assert 22.0 < visit["depth_mag_5sigma"] < 24.5, image.name
 
 
-def copy_data(dest: Path) -> Path:
-    """A copy of the DECam data (test-time only, never into the repository)."""
-    shutil.copytree(DATA / "images_decam", dest / "images_decam")
-    return dest
+def upload(s3, root: Path, bucket: str, prefix: str, replace: dict[str, bytes | None]) -> int:
+    """The files under ``root`` into ``s3://bucket/prefix/`` (test-time only), some replaced or left out."""
+    count = 0
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        body = replace.get(path.name, path.read_bytes())
+        if body is not None:
+            s3.put_object(Bucket=bucket, Key=f"{prefix}/{path.relative_to(root)}", Body=body)
+            count += 1
+    return count
+
+
+def edited(path: Path, edit) -> bytes:
+    """The bytes of a copy of FITS file ``path`` after ``edit(hdul)``."""
+    with fits.open(path) as hdul:
+        edit(hdul)
+        out = io.BytesIO()
+        hdul.writeto(out)
+    return out.getvalue()
+
+
+def blank_sky(hdul) -> None:
+    """The CCD's pixels replaced by flat sky with the inverse-variance plane's noise: nothing to detect."""
+    sky = float(np.median(hdul[1].data))
+    noise = 1.0 / math.sqrt(float(np.median(fits.getdata(decam.sibling(Path(hdul.filename()), "oow"), 1))))
+    rng = np.random.default_rng(5)
+    hdul[1].data = (sky + rng.normal(0.0, noise, hdul[1].data.shape)).astype(hdul[1].data.dtype)
+
+
+def another_instrument(hdul) -> None:
+    hdul[0].header["INSTRUME"] = "Mosaic3"
 
 
 @pytest.mark.workflow
-def test_workflow_processes_the_decam_visits_and_reports_a_bad_file(tmp_path, demo_run):
-    """``snakemake --configfile config/decam.yaml`` on a copy of the data with one truncated image.
+def test_workflow_processes_the_decam_visits_from_s3_and_reports_bad_files(tmp_path, moto, demo_run):
+    """``snakemake --configfile config/decam.yaml`` with the InstCal files and the Gaia catalogue in S3.
 
-    The eight good visits are processed and summarised with their PSF, sky and
-    sources; the truncated one is a failed visit whose reason names the file;
-    Snakemake succeeds and says so.
+    S3 is moto's server on 127.0.0.1 (see test_s3_data for where its
+    emulation stops). The visits run in two batches. Four visits' files are
+    spoiled on their way up: an image
+    truncated, an image of blank sky (noise only), an image relabelled as
+    another instrument's, a data-quality plane left out. The InstCal files
+    and the catalogue are staged once. The five good visits are processed and
+    summarised with their PSF, sky and sources; each bad one is a failed visit
+    whose reason names its file and what is wrong; Snakemake succeeds and says
+    so.
     """
-    data = copy_data(tmp_path / "data")
-    broken = sorted((data / "images_decam").rglob("c4d_170316_062107_ooi_z_ls9.N2.fits"))[0]
-    broken.write_bytes(broken.read_bytes()[: 2880 * 30])  # headers whole, pixels cut short
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="survey")
+    originals = {path.name: path for path in (DATA / "images_decam").rglob("*.fits")}
+    truncated, blank, foreign, no_mask = (image.name for image in IMAGES[:4])
+    spoiled = {
+        truncated: originals[truncated].read_bytes()[: 2880 * 30],  # headers whole, pixels cut short
+        blank: edited(originals[blank], blank_sky),
+        foreign: edited(originals[foreign], another_instrument),
+        no_mask.replace("_ooi_", "_ood_"): None,
+    }
+    visit_of = {
+        name: decam.read_observation(originals[name]).exposure for name in (truncated, blank, foreign)
+    }
+    visit_of[no_mask] = decam.read_observation(originals[no_mask]).exposure
+    images = upload(s3, DATA / "images_decam", "survey", "decam/images", spoiled)
+    upload(s3, DATA / "gaia", "survey", "decam/gaia", {})
+    s3.put_object(Bucket="survey", Key="decam/images/README.txt", Body=b"not staged")
     workdir = copy_workflow(tmp_path / "workflow")
     overrides = tmp_path / "data.yaml"
-    settings = {"source": "directory", "path": str(data), "refcat": str(DATA / "gaia")}
-    overrides.write_text(json.dumps({"data": settings}))
+    settings = {"source": "s3", "path": "s3://survey/decam/images", "refcat": "s3://survey/decam/gaia"}
+    # in two batches (5 + 4 visits): bad visits do not stop their batch
+    overrides.write_text(json.dumps({"data": settings, "visits_per_job": 5}))
 
-    result = snakemake(workdir, "--cores", "2", "--configfile", "config/decam.yaml", str(overrides))
+    result = snakemake(
+        workdir, "--cores", "2", "--configfile", "config/decam.yaml", str(overrides), env=aws_env(moto)
+    )
 
     assert result.returncode == 0, result.stderr[-4000:]
+    staged = workdir / "resources/data/instcal"
+    staged_files = {p.name: p for p in staged.rglob("*.fits")}
+    assert len(staged_files) == images == 26  # not the README, not the left-out plane
+    gaia = sorted(p.name for p in (DATA / "gaia").glob("*.fits"))
+    assert sorted(p.name for p in (workdir / "resources/data/refcat").glob("*.fits")) == gaia
     table = pd.read_csv(workdir / "results/summary/visits.csv").set_index("visit")
     assert len(table) == 9
     good = table[table["status"] == "ok"]
-    assert len(good) == 8 and (good["n_sources"] >= 5).all()
+    assert len(good) == 5 and (good["n_sources"] >= 5).all()
     assert good["psf_fwhm_arcsec"].between(0.7, 2.0).all()
-    assert table.loc[630780, "status"] == "failed"
-    assert str(broken) in table.loc[630780, "reason"]
-    assert "1 of 9 visits could not be processed" in result.stderr
+    expected = {
+        truncated: "not a readable FITS file",
+        blank: "NoSourcesError: no source above 5.0 sigma",
+        foreign: "INSTRUME is 'Mosaic3', not 'DECam'",
+        no_mask: f"its data-quality plane {no_mask.replace('_ooi_', '_ood_')} is missing",
+    }
+    for name, what in expected.items():
+        row = table.loc[visit_of[name]]
+        assert row["status"] == "failed", name
+        where = str(staged_files[name].relative_to(workdir))  # the file as staged
+        assert where in row["reason"] and what in row["reason"], row["reason"]
+    assert "4 of 9 visits could not be processed" in result.stderr
     chain = json.loads((workdir / "results/butler/chain.json").read_text())
-    assert chain["children"][-1] == "DECam/defaults" and len(chain["children"]) == 9
+    assert chain["children"][-1] == "DECam/defaults" and len(chain["children"]) == 6

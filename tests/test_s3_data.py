@@ -46,6 +46,25 @@ def test_stage_downloads_a_folder_whole(s3, tmp_path):
     assert not (tmp_path / "7.partial").exists()
 
 
+def test_stage_takes_only_the_files_named(s3, tmp_path):
+    """DECam's InstCal planes out of a folder that holds other files too; none matching is an error."""
+    for name in ("c4d_1_ooi_z.fits.fz", "deep/c4d_1_oow_z.fits.fz", "c4d_1_ood_z.fits.fz", "notes.txt"):
+        s3.put_object(Bucket="survey", Key=f"decam/{name}", Body=b"x")
+    patterns = ["*_ooi_*.fits*", "*_oow_*.fits*", "*_ood_*.fits*"]
+
+    record = s3data.stage(
+        s3, "s3://survey/decam", tmp_path / "instcal", log=lambda _: None, patterns=patterns
+    )
+
+    assert len(record["files"]) == 3 and (tmp_path / "instcal/deep/c4d_1_oow_z.fits.fz").exists()
+    assert not (tmp_path / "instcal/notes.txt").exists()
+    expected = r"s3://survey/decam/ holds no files matching \*\.parquet \(config key data\.refcat\)"
+    with pytest.raises(s3data.S3DataError, match=expected):
+        s3data.stage(
+            s3, "s3://survey/decam", tmp_path / "r", log=print, patterns=["*.parquet"], key="data.refcat"
+        )
+
+
 def test_interrupted_stage_leaves_no_folder(s3, tmp_path):
     """A download that fails half-way leaves nothing that passes for a staged folder."""
     for name in ("a.fits", "b.fits"):

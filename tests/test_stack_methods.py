@@ -35,9 +35,14 @@ from lsst_on_aws.stack import (
 TASKS = REPO_ROOT / "tasks"
 
 
-def load_script(path: Path, venv: Path, setup_calls: Path | None = None) -> Path:
-    """A loadLSST.bash activating ``venv``; with ``setup_calls``, a stand-in ``setup`` recording its args."""
+def load_script(
+    path: Path, venv: Path, setup_calls: Path | None = None, exports: dict[str, Path] | None = None
+) -> Path:
+    """A loadLSST.bash activating ``venv``; with ``setup_calls``, a stand-in ``setup`` recording its args;
+    with ``exports``, products' ``*_DIR`` variables as ``setup`` would set them.
+    """
     lines = ["# stand-in for an installed stack's loadLSST.bash", f'source "{venv}/bin/activate"']
+    lines += [f'export {name}="{value}"' for name, value in (exports or {}).items()]
     if setup_calls is not None:
         lines += [f'setup() {{ echo "$*" >> "{setup_calls}"; }}']
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,17 +155,34 @@ def test_completed_lsstinstall_is_reused_without_downloading(tmp_path, installed
     assert "lsst-daf-butler" in manifest["packages"]
 
 
-def test_workflow_runs_butler_steps_in_an_existing_stack(tmp_path, installed_venv):
-    """The workflow with ``stack.method: existing``: install_stack adopts it; the Butler steps run in it."""
-    workdir = copy_workflow(tmp_path / "workflow")
-    script = load_script(tmp_path / "site" / "loadLSST.bash", installed_venv)
-    stacks = tmp_path / "shared" / "lsst-stack"
-    stack = (
-        f"stack={{'method': 'existing', 'tag': 'site', 'load_script': '{script}',"
-        f" 'products': [], 'prefix': '{stacks}'}}"
-    )
+def test_workflow_processes_a_visit_in_an_existing_stack_with_its_pipeline(tmp_path, installed_venv):
+    """``stack.method: existing`` and a pipeline the stack provides, named through its product's variable.
 
-    result = snakemake(workdir, "--cores", "1", "results/butler/instrument.json", "--config", stack)
+    install_stack adopts the stack; the Butler steps and the per-visit command
+    run in it, unchanged, with ``pipeline.file`` set as it is for lsst_distrib's
+    ``$DRP_PIPE_DIR/pipelines/<instrument>/<pipeline>.yaml#<labels>``: the
+    variable is resolved, and the subset chosen, only inside the stack. The
+    product here is a folder holding the project's own pipeline (drp_pipe is
+    not installable here; see the module docstring).
+    """
+    workdir = copy_workflow(tmp_path / "workflow")
+    product = tmp_path / "site" / "pipe_product"
+    (product / "pipelines").mkdir(parents=True)
+    (product / "pipelines" / "single-visit.yaml").write_text(
+        (REPO_ROOT / "pipelines/single-visit.yaml").read_text()
+    )
+    script = load_script(
+        tmp_path / "site" / "loadLSST.bash", installed_venv, exports={"PIPE_PRODUCT_DIR": product}
+    )
+    stacks = tmp_path / "shared" / "lsst-stack"
+    settings = [
+        f"stack={{'method': 'existing', 'tag': 'site', 'load_script': '{script}',"
+        f" 'products': [], 'prefix': '{stacks}'}}",
+        "pipeline={'file': '$PIPE_PRODUCT_DIR/pipelines/single-visit.yaml#isr,measure,visitSummary'}",
+        "process_visits=[1]",
+    ]
+
+    result = snakemake(workdir, "--cores", "2", "results/visits/1/summary.json", "--config", *settings)
 
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((stacks / "site" / "manifest.json").read_text())
@@ -168,3 +190,11 @@ def test_workflow_runs_butler_steps_in_an_existing_stack(tmp_path, installed_ven
     assert not (workdir / "resources" / "stack").exists()
     record = json.loads((workdir / "results/butler/instrument.json").read_text())
     assert record["instrument"] == "SimCam"  # written by the tasks inside the adopted stack
+    dataset_types = json.loads((workdir / "results/butler/dataset_types.json").read_text())
+    assert (
+        dataset_types["pipeline"]
+        == str(product / "pipelines/single-visit.yaml") + "#isr,measure,visitSummary"
+    )
+    assert dataset_types["tasks"] == ["isr", "measure", "visitSummary"]
+    summary = json.loads((workdir / "results/visits/1/summary.json").read_text())
+    assert summary["status"] == "ok" and summary["n_sources"] > 100

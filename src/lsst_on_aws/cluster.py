@@ -104,13 +104,17 @@ def render(config: dict, *, allowed_ips: str, bootstrap: dict | None = None) -> 
 
 
 def s3_buckets(config: dict) -> list[dict]:
-    """S3 access of the nodes: cluster.data_bucket and publish.uri read-write, an s3:// data source read."""
+    """S3 access of the nodes: cluster.data_bucket and publish.uri read-write; an s3:// data source and
+    reference catalogue read-only.
+    """
     access: dict[str, bool] = {}
     if config["cluster"]["data_bucket"]:
         access[config["cluster"]["data_bucket"]] = True
-    if config["data"]["source"] == "s3":
-        bucket = config["data"]["path"].removeprefix("s3://").split("/")[0]
-        access.setdefault(bucket, False)
+    read = [config["data"]["path"]] if config["data"]["source"] == "s3" else []
+    read += [config["data"].get("refcat", "")]
+    for uri in read:
+        if uri.startswith("s3://"):
+            access.setdefault(uri.removeprefix("s3://").split("/")[0], False)
     if config["publish"]["uri"]:
         access[config["publish"]["uri"].removeprefix("s3://").split("/")[0]] = True
     return [{"BucketName": name, "EnableWriteAccess": write} for name, write in access.items()]

@@ -231,20 +231,29 @@ def check_data_directory(path: str, visits: Iterable[int]) -> None:
 
 
 def check_instcal_source(data: dict) -> None:
-    """DECam's data is a directory of Community Pipeline InstCal files (its visits are found by header)."""
-    if data["source"] != "directory":
+    """DECam's data is InstCal files (its visits are found by header) in a directory or under an s3:// URI,
+    and a Gaia catalogue to calibrate them against, in a directory or under an s3:// URI.
+    """
+    if data["source"] not in ("directory", "s3"):
         raise ConfigError(
-            "instrument DECam reads InstCal files from a directory (data.source: directory),"
-            f" not {data['source']!r}"
+            "instrument DECam reads InstCal files from a directory (data.source: directory) or from S3"
+            f" (data.source: s3), not {data['source']!r}"
         )
-    root = Path(data["path"])
-    if not data["path"] or not root.is_dir():
+    if data["source"] == "directory" and (not data["path"] or not Path(data["path"]).is_dir()):
         raise ConfigError(f"data directory {data['path']!r} does not exist (config key data.path)")
-    if not data["refcat"] or not list(Path(data["refcat"]).glob("*.fits")):
+    refcat = data["refcat"]
+    if not refcat or (not refcat.startswith("s3://") and not list(Path(refcat).glob("*.fits"))):
         raise ConfigError(
-            f"data.refcat {data['refcat']!r} holds no Gaia catalogue files (*.fits): DECam visits are"
+            f"data.refcat {refcat!r} holds no Gaia catalogue files (*.fits): DECam visits are"
             " calibrated against Gaia DR2 (config key data.refcat)"
         )
+
+
+def check_pipeline(spec: str) -> None:
+    """A workflow's pipeline file exists (a stack's, named through a variable, is checked in the stack)."""
+    path = spec.split("#")[0]
+    if "$" not in path and not Path(path).is_file():
+        raise ConfigError(f"pipeline file {path} does not exist (config key pipeline.file)")
 
 
 def check_stack(stack: dict) -> None:
@@ -295,5 +304,6 @@ def check_workflow_config(config: dict, schema_path: Path, fill_defaults, bands:
         raise ConfigError(
             f"data.source is 's3' but data.path {config['data']['path']!r} is not an s3://bucket/prefix URI"
         )
+    check_pipeline(config["pipeline"]["file"])
     check_stack(config["stack"])
     return visits, chosen

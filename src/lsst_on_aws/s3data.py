@@ -13,6 +13,7 @@ SHA-256 in the object's metadata and returns what was written.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import shutil
 from pathlib import Path
@@ -81,17 +82,25 @@ def list_objects(s3, uri: str) -> list[dict]:
     return objects
 
 
-def stage(s3, uri: str, dest: Path, log=print) -> dict:
+def stage(
+    s3, uri: str, dest: Path, log=print, patterns: list[str] | None = None, key: str = "data.path"
+) -> dict:
     """Download everything under ``uri`` into ``dest`` (relative paths kept); a record of what came.
 
-    ``dest`` appears only complete. Raises `S3DataError` if ``uri`` holds no files.
+    With ``patterns`` (shell-style, e.g. ``*_ooi_*.fits*``), only the files
+    whose names match one of them. ``dest`` appears only complete. Raises
+    `S3DataError` if ``uri`` holds no such files (naming config ``key``).
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, prefix = split_uri(uri)
     objects = list_objects(s3, uri)
+    if patterns:
+        named = [(o, o["Key"].rsplit("/", 1)[-1]) for o in objects]
+        objects = [o for o, name in named if any(fnmatch.fnmatch(name, p) for p in patterns)]
     if not objects:
-        raise S3DataError(f"{uri}/ holds no files (config key data.path)")
+        matching = f" matching {', '.join(patterns)}" if patterns else ""
+        raise S3DataError(f"{uri.rstrip('/')}/ holds no files{matching} (config key {key})")
     partial = dest.with_name(dest.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     files = []

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -117,7 +118,7 @@ def register_dataset_types(repo: str, pipeline_file: str) -> dict:
     graph = Pipeline.from_uri(pipeline_file).to_graph(registry=butler.registry)
     graph.register_dataset_types(butler, include_packages=True)
     return {
-        "pipeline": pipeline_file,
+        "pipeline": os.path.expandvars(pipeline_file),  # a stack's, as resolved in it
         "tasks": sorted(graph.tasks.keys()),
         "dataset_types": sorted(graph.dataset_types.keys()),
     }
@@ -365,6 +366,10 @@ def ingest_raws(repo: str, paths: list[Path], transfer: str = "copy") -> dict:
         "run": RAW_RUN,
         "exposures": sorted({int(h["EXPNUM"]) for _, h in headers}),
         "files": [p.name for p, _ in headers],
+        "sources": [
+            {"exposure": int(h["EXPNUM"]), "detector": int(h["CCDNUM"]), "path": str(p.absolute())}
+            for p, h in headers
+        ],
         "ingested": new,
         "already_present": len(datasets) - new,
     }

@@ -174,6 +174,14 @@ def ingest_decam(repo: str, images: list[Path], transfer: str = "copy") -> dict:
         "run": RAW_RUN,
         "exposures": sorted({obs.exposure for obs, _ in checked}),
         "files": sorted(p.name for _, files in checked for p in files.values()),
+        "sources": [
+            {
+                "exposure": obs.exposure,
+                "detector": obs.detector,
+                "path": str(files[decam.PLANES["ooi"]].absolute()),
+            }
+            for obs, files in checked
+        ],
         "ingested": new,
         "already_present": len(datasets) - new,
     }

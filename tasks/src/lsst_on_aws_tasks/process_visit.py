@@ -25,7 +25,8 @@ paid once per batch, not once per visit. For each visit, into RUN
 4. On success the visit summary and source catalogues are read back
    through the Butler into ``summary.json`` and ``sources.parquet``.
 5. On failure, ``pipetask``'s ``--summary`` report names each failed quantum
-   and its exception. When every failure is a ``RepeatableQuantumError``
+   and its exception; the reason adds the file the quantum's detector was
+   read from. When every failure is a ``RepeatableQuantumError``
    (LSST's class for "this data cannot be processed by this algorithm";
    ``AlgorithmError`` derives from it), the visit is recorded as failed:
    ``summary.json`` says ``"status": "failed"`` and why, ``sources.parquet`` is
@@ -92,13 +93,23 @@ def failed_quanta(report: dict) -> list[dict]:
     return out
 
 
+def input_files(raws: dict, data_id: dict) -> list[str]:
+    """The files a failed quantum's detector was ingested from (its ingest record's ``sources``)."""
+    return [
+        source["path"]
+        for source in raws.get("sources", [])
+        if source["exposure"] == data_id.get("visit") and source["detector"] == data_id.get("detector")
+    ]
+
+
 def failure_reason(failures: list[dict], limit: int = 3) -> str:
-    """One line naming the failed quanta and why, for the summary table."""
+    """One line naming the failed quanta, why, and the files they read, for the summary table."""
     parts = []
     for failure in failures[:limit]:
         where = ", ".join(f"{k} {v}" for k, v in failure["data_id"].items() if k not in ("instrument",))
         kind = failure["exception"].rpartition(".")[2]
-        parts.append(f"{failure['task']} ({where}): {kind}: {failure['message']}")
+        files = f" (file {', '.join(failure['files'])})" if failure.get("files") else ""
+        parts.append(f"{failure['task']} ({where}): {kind}: {failure['message']}{files}")
     if len(failures) > limit:
         parts.append(f"and {len(failures) - limit} more")
     return "; ".join(parts)
@@ -169,6 +180,8 @@ def process_visit(
     export.write_quantum_timings(butler, run, quanta_path)
     if error is not None:
         failures = failed_quanta(json.loads(report_path.read_text())) if report_path.exists() else []
+        for failure in failures:
+            failure["files"] = input_files(raws, failure["data_id"])
         if not failures or not all(is_data_error(f["exception"]) for f in failures):
             raise ProcessingError(
                 f"pipetask failed on visit {visit} ({error}); "
