@@ -38,6 +38,9 @@ IGNORE = shutil.ignore_patterns(
     ".ruff_cache",
 )
 STACK_TAG = "30.2026.4300"
+# the stand-in head node that tests/services/sshd.sh starts: its keys and port
+SSHD_DIR = Path(os.environ.get("LOCAL_SSHD_DIR", "/var/tmp/lsst-on-aws/sshd"))
+SSHD_PORT = int(os.environ.get("LOCAL_SSHD_PORT", "2222"))
 
 
 def copy_workflow(dest: Path) -> Path:

@@ -16,20 +16,16 @@ test_lifecycle.py).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import BIN, copy_workflow, planned_jobs, snakemake
+from conftest import BIN, SSHD_DIR, SSHD_PORT, copy_workflow, planned_jobs, snakemake
 
 pytestmark = [pytest.mark.slurm, pytest.mark.sshd]
 
-SSHD_DIR = Path(os.environ.get("LOCAL_SSHD_DIR", "/var/tmp/lsst-on-aws/sshd"))
-PORT = int(os.environ.get("LOCAL_SSHD_PORT", "2222"))
 
-
-def control_plane_config(tmp_path: Path, port: int = PORT) -> Path:
+def control_plane_config(tmp_path: Path, port: int = SSHD_PORT) -> Path:
     """A config file: one visit, the stand-in head node, a head-node directory under ``tmp_path``."""
     command = (
         f"export PATH={BIN}:$PATH UV_NATIVE_TLS=1 UV_PYTHON_DOWNLOADS=never"
@@ -86,7 +82,7 @@ def test_the_run_happens_on_the_head_node_and_comes_back(driven_run):
     assert "remote run: " in result.stderr and "steps (100%) done" in result.stderr
     records = local / "results/clusters/lsst-on-aws"
     run = json.loads((records / "run.json").read_text())
-    assert run["rc"] == 0 and run["head_node"] == f"root@127.0.0.1:{PORT}"
+    assert run["rc"] == 0 and run["head_node"] == f"root@127.0.0.1:{SSHD_PORT}"
     teardown = json.loads((records / "teardown.json").read_text())
     assert teardown["action"] == "left running" and teardown["run_ok"] is True
     # an existing head node has no lifetime of ours to pay: the run's own breakdown

@@ -9,17 +9,16 @@ an unreachable node all go through real ssh and rsync.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import SSHD_DIR, SSHD_PORT
 
 from lsst_on_aws import remote
 
 pytestmark = pytest.mark.sshd
 
-SSHD_DIR = Path(os.environ.get("LOCAL_SSHD_DIR", "/var/tmp/lsst-on-aws/sshd"))
 SSHD_SCRIPT = Path(__file__).parent / "services/sshd.sh"
 
 
@@ -31,7 +30,7 @@ def node() -> remote.HeadNode:
     return remote.HeadNode(
         "127.0.0.1",
         user="root",
-        port=int(os.environ.get("LOCAL_SSHD_PORT", "2222")),
+        port=SSHD_PORT,
         identity_file=str(SSHD_DIR / "id_ed25519"),
         options=(f"UserKnownHostsFile={SSHD_DIR / 'known_hosts'}", "StrictHostKeyChecking=yes"),
     )
