@@ -89,6 +89,11 @@ def pipeline_spec(wildcards, input):
     return input.pipeline + PIPELINE[len(PIPELINE.split("#")[0]) :]
 
 
+def cluster_settings(*keys):
+    """The named cluster.* settings only, as a rule parameter (a change to another reruns nothing)."""
+    return {key: config["cluster"][key] for key in keys}
+
+
 def stack_activate(wildcards=None):
     """The activation prefix every LSST step sources."""
     return f"{STACK}/activate.sh"

@@ -44,7 +44,10 @@ rule estimate_cost:
     params:
         ccds=len(PROCESS_VISITS) * ccds_per_visit(),
         detectors=ccds_per_visit(),
-        cluster=config["cluster"],
+        # only what the price depends on: renaming the cluster reprices nothing
+        cluster=cluster_settings(
+            "compute_instance_type", "region", "market", "max_nodes"
+        ),
         costs=config["costs"],
         budget=config["budget"],
         requested=lambda wildcards: requested_resources(),
@@ -84,7 +87,14 @@ rule cost_tables:
     conda:
         "../envs/workflow.yaml"
     params:
-        cluster=config["cluster"],
+        cluster=cluster_settings(
+            "compute_instance_type",
+            "head_node_instance_type",
+            "region",
+            "market",
+            "shared_storage_gb",
+            "scaledown_idle_minutes",
+        ),
         costs=config["costs"],
         requested=lambda wildcards: requested_resources(),
     script:

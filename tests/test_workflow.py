@@ -312,6 +312,13 @@ def test_new_threshold_reprocesses_visits_only(demo_run):
     assert planned_jobs(result) == {"process_batch": 6, "visit_results": 6, **AGGREGATES}
 
 
+def test_renamed_cluster_reprices_nothing(demo_run):
+    """Only the bundle, which records the whole configuration, is redone; the costs depend on prices."""
+    result = snakemake(demo_run, "--dry-run", "--config", "cluster={'name': 'renamed'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert planned_jobs(result) == {"bundle": 1, "all": 1}
+
+
 def test_batches_of_visits_reprocess_in_fewer_jobs(demo_run):
     result = snakemake(demo_run, "--dry-run", "--config", "visits_per_job=4")
     assert result.returncode == 0, result.stderr[-2000:]
