@@ -189,33 +189,6 @@ def test_summary_carries_slurm_accounting(slurm_run):
     assert (table["slurm_max_rss_mb"] > 100).all()
 
 
-def test_cancelled_visit_job_is_retried(slurm_run):
-    """``scancel`` of a running processing job (visits 1-3): the profile's retries resubmit it.
-
-    The retry first clears what the cancelled attempt left in each visit's
-    RUN collection, so the Butler ends with exactly one of each dataset.
-    """
-    proc = start_forced_run(slurm_run, "results/batches/1-3/batch.json")
-    try:
-        job = wait_for_running_job(timeout=300)
-        time.sleep(8)  # let pipetask start writing into the visit's RUN
-        subprocess.run(["scancel", job], check=True)
-        output, _ = proc.communicate(timeout=900)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, output[-4000:]
-    assert "Trying to restart job" in output, output[-4000:]
-    assert "CANCELLED" in sacct_states(job)
-    counts = stack_python(slurm_run, DATASET_QUERY)
-    for name in ("post_isr_image", "single_visit_source", "detector_summary"):
-        for visit in (1, 2, 3):
-            rows = [row for row in counts[name] if row[0] == visit]
-            assert len(rows) == 4, (name, visit, rows)
-    assert counts["chain"] == [f"SimCam/runs/single-visit/{v}" for v in range(1, 7)] + ["SimCam/defaults"]
-    assert planned_jobs(snakemake(slurm_run, "--profile", SLURM_PROFILE, "--dry-run")) == {}
-
-
 def start_forced_run(workdir: Path, *targets: str) -> subprocess.Popen:
     """``snakemake --profile slurm --forcerun TARGETS``, in the background; output as text on stdout."""
     return subprocess.Popen(
@@ -228,14 +201,16 @@ def start_forced_run(workdir: Path, *targets: str) -> subprocess.Popen:
     )
 
 
-def wait_for_running_job(timeout: float, field: str = "%A") -> str:
-    """The first of this user's Slurm jobs seen RUNNING: its job id (``%A``) or array job id (``%F``)."""
+def wait_for_running_job(timeout: float, field: str = "%A", exclude: set[str] = frozenset()) -> str:
+    """The first of this user's Slurm jobs seen RUNNING, other than ``exclude``: its job id (``%A``)
+    or array job id (``%F``).
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         out = subprocess.run(
             ["squeue", "-h", "-t", "RUNNING", "-o", field], capture_output=True, text=True, check=False
         )
-        ids = out.stdout.split()
+        ids = [i for i in out.stdout.split() if i not in exclude]
         if ids:
             return ids[0]
         time.sleep(1)
@@ -278,24 +253,35 @@ def assert_complete(workdir: Path, visits: list[int]) -> None:
     assert planned_jobs(snakemake(workdir, "--profile", SLURM_PROFILE, "--dry-run")) == {}
 
 
-def test_visit_job_on_a_node_that_goes_down_is_requeued(slurm_run):
-    """The node of a running visit job is set DOWN: Slurm requeues the job and the run completes.
+def wait_for_state(job: str, state: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while job_state(job) != state and time.monotonic() < deadline:
+        time.sleep(1)
+    assert job_state(job) == state, f"job {job} did not become {state}"
 
-    Slurm holds a requeued job for its credential lifetime before it starts
-    it again (``AuthInfo=cred_expire=30`` in the test cluster; 120 s by
-    default). Releasing it sooner starts it while the node still holds the
-    killed instance: Slurm then drains the node for a duplicate job id.
+
+def test_cancelled_job_is_retried_and_a_downed_node_requeues_the_retry(slurm_run):
+    """``scancel`` of a running processing job (visits 4-6), then its node set DOWN under the retry.
+
+    The cancelled job is resubmitted by the profile's retries; the retry,
+    caught on a node that goes DOWN, is requeued by Slurm; the run completes.
+    Each attempt first clears what the one before left in each visit's RUN
+    collection, so the Butler ends with exactly one of each dataset. Slurm
+    holds a requeued job for its credential lifetime before it starts it again
+    (``AuthInfo=cred_expire=30`` in the test cluster; 120 s by default).
+    Releasing it sooner starts it while the node still holds the killed
+    instance: Slurm then drains the node for a duplicate job id.
     """
     proc = start_forced_run(slurm_run, "results/batches/4-6/batch.json")
     try:
-        job = wait_for_running_job(timeout=300)
-        node = subprocess.check_output(["squeue", "-h", "-j", job, "-o", "%N"], text=True).strip()
+        cancelled = wait_for_running_job(timeout=300)
+        time.sleep(8)  # let pipetask start writing into the visit's RUN
+        subprocess.run(["scancel", cancelled], check=True)
+        retry = wait_for_running_job(timeout=300, exclude={cancelled})
+        node = subprocess.check_output(["squeue", "-h", "-j", retry, "-o", "%N"], text=True).strip()
         time.sleep(5)
         subprocess.run(["scontrol", "update", f"nodename={node}", "state=DOWN", "reason=test"], check=True)
-        deadline = time.monotonic() + 60
-        while job_state(job) != "PENDING" and time.monotonic() < deadline:
-            time.sleep(1)
-        assert job_state(job) == "PENDING", "the job was not requeued"
+        wait_for_state(retry, "PENDING", timeout=60)
         # ReturnToService=2 brings a responding node back by itself; RESUME in case it has not
         resume = ["scontrol", "update", f"nodename={node}", "state=RESUME"]
         subprocess.run(resume, capture_output=True, check=False)
@@ -304,7 +290,9 @@ def test_visit_job_on_a_node_that_goes_down_is_requeued(slurm_run):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, output[-4000:]
-    attempts = sacct_states(job, "-D")  # -D: every attempt of a requeued job
+    assert "Trying to restart job" in output, output[-4000:]
+    assert "CANCELLED" in sacct_states(cancelled)
+    attempts = sacct_states(retry, "-D")  # -D: every attempt of a requeued job
     assert "NODE_FAIL" in attempts, attempts
     assert attempts[-1] == "COMPLETED", attempts
     assert_complete(slurm_run, [4, 5, 6])
@@ -313,17 +301,15 @@ def test_visit_job_on_a_node_that_goes_down_is_requeued(slurm_run):
 def test_killed_controller_is_rerun_without_duplicates(slurm_run):
     """SIGKILL to Snakemake while its visit jobs run; ``--unlock`` and a rerun finish the work.
 
-    Both batches (all six visits) are forced, one array of two tasks on a
-    two-CPU node. Once the controller is killed, its jobs are suspended
-    (``scontrol suspend``): on a loaded machine they could otherwise finish
-    before the rerun starts, leaving it nothing to cancel. The rerun cancels
-    them before it submits anything (two jobs must never write one visit's RUN
-    at once), runs only the visits that were not finished, and leaves one of
-    each dataset.
+    One batch (visits 1-3) is forced. Once the controller is killed, its job
+    is suspended (``scontrol suspend``): on a loaded machine it could otherwise
+    finish before the rerun starts, leaving it nothing to cancel. The rerun
+    cancels it before it submits anything (two jobs must never write one
+    visit's RUN at once), runs only the visits that were not finished, and
+    leaves one of each dataset.
     """
-    visits = [1, 2, 3, 4, 5, 6]
-    targets = ["results/batches/1-3/batch.json", "results/batches/4-6/batch.json"]
-    proc = start_forced_run(slurm_run, *targets)
+    visits = [1, 2, 3]
+    proc = start_forced_run(slurm_run, "results/batches/1-3/batch.json")
     try:
         job = wait_for_running_job(timeout=300, field="%F")
     finally:
