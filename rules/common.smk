@@ -82,11 +82,13 @@ def pipeline_input(wildcards=None):
     return [] if "$" in PIPELINE else PIPELINE.split("#")[0]
 
 
-def pipeline_spec(wildcards, input):
-    """The pipeline as pipetask takes it: the input file (or the stack's name for one) and its #subset."""
-    if "$" in PIPELINE:
-        return PIPELINE
-    return input.pipeline + PIPELINE[len(PIPELINE.split("#")[0]) :]
+def pipeline_spec(wildcards):
+    """The pipeline as config names it and pipetask takes it, #subset included: a parameter of the
+    steps that read it, so that a change to it (a stack's pipeline, another subset) reruns them.
+    A function of the wildcards only: Snakemake records and compares such parameters, not those
+    derived from the input files.
+    """
+    return PIPELINE
 
 
 def cluster_settings(*keys):

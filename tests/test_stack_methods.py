@@ -163,7 +163,8 @@ def test_workflow_processes_a_visit_in_an_existing_stack_with_its_pipeline(tmp_p
     ``$DRP_PIPE_DIR/pipelines/<instrument>/<pipeline>.yaml#<labels>``: the
     variable is resolved, and the subset chosen, only inside the stack. The
     product here is a folder holding the project's own pipeline (drp_pipe is
-    not installable here; see the module docstring).
+    not installable here; see the module docstring). A subset without the
+    datasets the per-visit export reads is refused before any visit runs.
     """
     workdir = copy_workflow(tmp_path / "workflow")
     product = tmp_path / "site" / "pipe_product"
@@ -198,3 +199,13 @@ def test_workflow_processes_a_visit_in_an_existing_stack_with_its_pipeline(tmp_p
     assert dataset_types["tasks"] == ["isr", "measure", "visitSummary"]
     summary = json.loads((workdir / "results/visits/1/summary.json").read_text())
     assert summary["status"] == "ok" and summary["n_sources"] > 100
+
+    # a subset that does not write what the per-visit export reads is refused before any visit runs
+    settings[1] = "pipeline={'file': '$PIPE_PRODUCT_DIR/pipelines/single-visit.yaml#isr,measure'}"
+    result = snakemake(workdir, "--cores", "1", "results/butler/dataset_types.json", "--config", *settings)
+    assert result.returncode != 0
+    log = (workdir / "logs/butler/register_dataset_types.log").read_text()
+    assert (
+        f"pipeline {product}/pipelines/single-visit.yaml#isr,measure does not write visit_summary_stats"
+        in log
+    )

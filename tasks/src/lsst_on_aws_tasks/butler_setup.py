@@ -110,12 +110,22 @@ def register_dataset_types(repo: str, pipeline_file: str) -> dict:
     """Register the dataset types a pipeline reads and writes, once, before any run.
 
     Registering them here, in one job, keeps concurrent ``pipetask`` runs
-    from racing to insert the same definitions.
+    from racing to insert the same definitions. A pipeline that does not
+    write what the per-visit export reads is refused here, before any visit
+    runs (raises `RepositoryError`).
     """
     from lsst.pipe.base import Pipeline
 
+    from .export import EXPORTED_DATASETS
+
     butler = Butler.from_config(repo, writeable=True)
     graph = Pipeline.from_uri(pipeline_file).to_graph(registry=butler.registry)
+    missing = [name for name in EXPORTED_DATASETS if name not in graph.dataset_types]
+    if missing:
+        raise RepositoryError(
+            f"pipeline {os.path.expandvars(pipeline_file)} does not write {', '.join(missing)}, which the"
+            " per-visit export reads (config key pipeline.file; see README, A stack's own pipeline)"
+        )
     graph.register_dataset_types(butler, include_packages=True)
     return {
         "pipeline": os.path.expandvars(pipeline_file),  # a stack's, as resolved in it

@@ -25,6 +25,9 @@ from lsst.daf.butler import Butler, MissingCollectionError
 
 from . import simcam
 
+# what the per-visit export reads from a visit's RUN: the pipeline must write them
+EXPORTED_DATASETS = ("visit_summary_stats", "visit_summary", "single_visit_source", "preliminary_visit_image")
+
 
 def open_butler(repo: str | Butler) -> Butler:
     """``repo`` itself when it is a Butler already (one per process), else a Butler for that path."""
