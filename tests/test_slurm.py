@@ -147,7 +147,7 @@ def test_same_datasets_as_the_local_run(slurm_run, demo_run):
 
 def test_same_numbers_as_the_local_run(slurm_run, demo_run):
     science = ["visit", "band", "n_detectors", "n_sources", "n_psf_stars", "psf_fwhm_arcsec",
-               "psf_ellipticity", "sky_level_e", "sky_noise_e"]  # fmt: skip
+               "psf_fwhm_pix", "psf_ellipticity", "sky_level_e", "sky_noise_e"]  # fmt: skip
     on_slurm = pd.read_parquet(slurm_run / "results/summary/visits.parquet")[science]
     local = pd.read_parquet(demo_run / "results/summary/visits.parquet")[science]
     pd.testing.assert_frame_equal(on_slurm, local)

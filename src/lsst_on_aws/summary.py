@@ -25,6 +25,7 @@ SUMMARY_COLUMNS = {
     "n_sources": "n_sources",
     "n_psf_stars": "n_psf_stars",
     "psf_fwhm_arcsec": "psf_fwhm_arcsec",
+    "psf_fwhm_pix": "psf_fwhm_pix",
     "psf_ellipticity": "psf_ellipticity",
     "sky_level_e": "sky_level",
     "sky_noise_e": "sky_noise",

@@ -378,6 +378,7 @@ class VisitSummaryTask(pipeBase.PipelineTask):
             "n_sources": int(np.sum(table["n_sources"])),
             "n_psf_stars": int(np.sum(table["n_psf_stars"])),
             "psf_fwhm_arcsec": float(np.nanmedian(table["psf_fwhm_arcsec"])),
+            "psf_fwhm_pix": float(np.nanmedian(table["psf_fwhm_pix"])),
             "psf_ellipticity": float(np.nanmedian(table["psf_ellipticity"])),
             "sky_level": float(np.median(table["sky_level"])),
             "sky_noise": float(np.median(table["sky_noise"])),
