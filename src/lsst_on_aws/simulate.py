@@ -84,8 +84,7 @@ def moments_fwhm(fwhm_pix: float) -> float:
 
     GalSim's HSM on the noiseless, centred, pixel-integrated Moffat stamp:
     ``2 sqrt(2 ln 2) det(M)^(1/4)``. For beta 3.5 it is about 12 % above the
-    profile's core FWHM (the visit's seeing), as Rubin's visit summaries'
-    PSF FWHM is above a Moffat fit's.
+    profile's core FWHM (the visit's seeing): the wings widen the moments.
     """
     stamp = moffat_stamp(0.0, 0.0, fwhm_pix, math.ceil(8.0 * fwhm_pix))
     sigma = galsim.hsm.FindAdaptiveMom(galsim.Image(stamp), guess_sig=fwhm_pix / 2.355).moments_sigma
