@@ -377,8 +377,7 @@ def ingest_raws(repo: str, paths: list[Path], transfer: str = "copy") -> dict:
         "exposures": sorted({int(h["EXPNUM"]) for _, h in headers}),
         "files": [p.name for p, _ in headers],
         "sources": [
-            {"exposure": int(h["EXPNUM"]), "detector": int(h["CCDNUM"]), "path": str(p.absolute())}
-            for p, h in headers
+            {"exposure": int(h["EXPNUM"]), "detector": int(h["CCDNUM"]), "path": str(p)} for p, h in headers
         ],
         "ingested": new,
         "already_present": len(datasets) - new,

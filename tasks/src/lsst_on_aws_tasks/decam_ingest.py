@@ -178,7 +178,7 @@ def ingest_decam(repo: str, images: list[Path], transfer: str = "copy") -> dict:
             {
                 "exposure": obs.exposure,
                 "detector": obs.detector,
-                "path": str(files[decam.PLANES["ooi"]].absolute()),
+                "path": str(files[decam.PLANES["ooi"]]),
             }
             for obs, files in checked
         ],

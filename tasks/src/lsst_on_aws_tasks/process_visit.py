@@ -94,7 +94,10 @@ def failed_quanta(report: dict) -> list[dict]:
 
 
 def input_files(raws: dict, data_id: dict) -> list[str]:
-    """The files a failed quantum's detector was ingested from (its ingest record's ``sources``)."""
+    """The files a failed quantum's detector was ingested from (its ingest record's ``sources``), as
+    the ingest was given them: relative to the workflow's folder for data inside it, as in the ingest's
+    own errors.
+    """
     return [
         source["path"]
         for source in raws.get("sources", [])
