@@ -46,11 +46,8 @@ DATA_DIR = {
 # DECam: the folder of InstCal files, and of the Gaia catalogue, as read or staged from S3
 INSTCAL_DIR = DATA_DIR if config["data"]["source"] != "s3" else "resources/data/instcal"
 INSTCAL_PATTERNS = ["*_ooi_*.fits*", "*_oow_*.fits*", "*_ood_*.fits*"]
-REFCAT_DIR = (
-    "resources/data/refcat"
-    if config["data"]["refcat"].startswith("s3://")
-    else config["data"]["refcat"]
-)
+REFCAT_FROM_S3 = config["data"]["refcat"].startswith("s3://")
+REFCAT_DIR = "resources/data/refcat" if REFCAT_FROM_S3 else config["data"]["refcat"]
 # The pipeline pipetask runs: a file of the workflow, or one the stack
 # provides ($DRP_PIPE_DIR/...), either with an optional #subset of labels
 PIPELINE = config["pipeline"]["file"]
@@ -139,14 +136,14 @@ def raw_sources(wildcards, input):
 
 def refcat_input(wildcards=None):
     """The Gaia catalogue's files in its local folder, or the folder it is staged into from S3."""
-    if config["data"]["refcat"].startswith("s3://"):
+    if REFCAT_FROM_S3:
         return REFCAT_DIR
     return sorted(Path(REFCAT_DIR).glob("*.fits")) if REFCAT_DIR else []
 
 
 def refcat_files(wildcards, input):
     """The catalogue files the refcat ingest reads (a staged folder's, by the shell's glob)."""
-    if config["data"]["refcat"].startswith("s3://"):
+    if REFCAT_FROM_S3:
         return f"{input.refcat}/*.fits"
     return " ".join(input.refcat)
 
@@ -307,7 +304,7 @@ def job_benchmarks(wildcards=None):
     elif config["data"]["source"] == "s3":
         per_run.append("stage_calibs")
         per_visit.append("stage_raws")
-    if INSTRUMENT == "DECam" and config["data"]["refcat"].startswith("s3://"):
+    if INSTRUMENT == "DECam" and REFCAT_FROM_S3:
         per_run.append("stage_refcat")
     paths = [getattr(rules, name).benchmark for name in per_run]
     paths += expand(rules.install_stack.benchmark, tag=config["stack"]["tag"])

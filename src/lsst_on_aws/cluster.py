@@ -22,6 +22,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
+from lsst_on_aws.s3data import split_uri
+
 # The data plane's shared folders on the cluster.
 SHARED_DIR = "/shared"
 
@@ -114,9 +116,9 @@ def s3_buckets(config: dict) -> list[dict]:
     read += [config["data"].get("refcat", "")]
     for uri in read:
         if uri.startswith("s3://"):
-            access.setdefault(uri.removeprefix("s3://").split("/")[0], False)
-    if config["publish"]["uri"]:
-        access[config["publish"]["uri"].removeprefix("s3://").split("/")[0]] = True
+            access.setdefault(split_uri(uri)[0], False)
+    if config["publish"]["uri"]:  # the schema admits only s3:// URIs
+        access[split_uri(config["publish"]["uri"])[0]] = True
     return [{"BucketName": name, "EnableWriteAccess": write} for name, write in access.items()]
 
 

@@ -86,9 +86,10 @@ def moments_fwhm(fwhm_pix: float) -> float:
     ``2 sqrt(2 ln 2) det(M)^(1/4)``. For beta 3.5 it is about 12 % above the
     profile's core FWHM (the visit's seeing): the wings widen the moments.
     """
+    fwhm_per_sigma = 2.0 * math.sqrt(2.0 * math.log(2.0))  # of a Gaussian
     stamp = moffat_stamp(0.0, 0.0, fwhm_pix, math.ceil(8.0 * fwhm_pix))
-    sigma = galsim.hsm.FindAdaptiveMom(galsim.Image(stamp), guess_sig=fwhm_pix / 2.355).moments_sigma
-    return 2.0 * math.sqrt(2.0 * math.log(2.0)) * sigma
+    sigma = galsim.hsm.FindAdaptiveMom(galsim.Image(stamp), guess_sig=fwhm_pix / fwhm_per_sigma).moments_sigma
+    return fwhm_per_sigma * sigma
 
 
 def make_reference_catalog(seed: int, n_stars: int, n_galaxies: int) -> pd.DataFrame:
