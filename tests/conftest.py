@@ -163,6 +163,23 @@ def aws_env(url: str) -> dict[str, str]:
     }
 
 
+def upload_tree(
+    s3, root: Path, bucket: str, prefix: str, replace: dict[str, bytes | None] | None = None
+) -> int:
+    """The files under ``root`` into ``s3://bucket/prefix/`` (test-time only); how many.
+
+    ``replace`` maps a file name to other bytes to upload in its place, or to
+    None to leave the file out.
+    """
+    count = 0
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        body = (replace or {}).get(path.name, path.read_bytes())
+        if body is not None:
+            s3.put_object(Bucket=bucket, Key=f"{prefix}/{path.relative_to(root)}", Body=body)
+            count += 1
+    return count
+
+
 def moto_reset(url: str) -> None:
     """Forget everything moto's server holds."""
     urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=10).close()

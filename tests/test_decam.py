@@ -24,7 +24,7 @@ from astropy.io import fits
 from astropy.table import Table, vstack
 from astropy.time import Time
 from astropy.wcs import WCS
-from conftest import REPO_ROOT, aws_env, copy_workflow, snakemake
+from conftest import REPO_ROOT, aws_env, copy_workflow, snakemake, upload_tree
 
 from lsst_on_aws_tasks import calibrate, decam
 
@@ -323,17 +323,6 @@ def test_pipetask_measures_each_visit_from_the_pixels(tmp_path, demo_run):
         assert 22.0 < visit["depth_mag_5sigma"] < 24.5, image.name
 
 
-def upload(s3, root: Path, bucket: str, prefix: str, replace: dict[str, bytes | None]) -> int:
-    """The files under ``root`` into ``s3://bucket/prefix/`` (test-time only), some replaced or left out."""
-    count = 0
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        body = replace.get(path.name, path.read_bytes())
-        if body is not None:
-            s3.put_object(Bucket=bucket, Key=f"{prefix}/{path.relative_to(root)}", Body=body)
-            count += 1
-    return count
-
-
 def edited(path: Path, edit) -> bytes:
     """The bytes of a copy of FITS file ``path`` after ``edit(hdul)``."""
     with fits.open(path) as hdul:
@@ -383,8 +372,8 @@ def test_workflow_processes_the_decam_visits_from_s3_and_reports_bad_files(tmp_p
         name: decam.read_observation(originals[name]).exposure for name in (truncated, blank, foreign)
     }
     visit_of[no_mask] = decam.read_observation(originals[no_mask]).exposure
-    images = upload(s3, DATA / "images_decam", "survey", "decam/images", spoiled)
-    upload(s3, DATA / "gaia", "survey", "decam/gaia", {})
+    images = upload_tree(s3, DATA / "images_decam", "survey", "decam/images", spoiled)
+    upload_tree(s3, DATA / "gaia", "survey", "decam/gaia")
     s3.put_object(Bucket="survey", Key="decam/images/README.txt", Body=b"not staged")
     workdir = copy_workflow(tmp_path / "workflow")
     overrides = tmp_path / "data.yaml"

@@ -11,21 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import boto3
 import pytest
-from conftest import aws_env, copy_workflow, snakemake
+from conftest import aws_env, copy_workflow, snakemake, upload_tree
 
 from lsst_on_aws import s3data
-
-
-def upload_tree(s3, root: Path, bucket: str, prefix: str) -> int:
-    count = 0
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        s3.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(root)}")
-        count += 1
-    return count
 
 
 @pytest.fixture
