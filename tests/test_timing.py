@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lsst_on_aws import timing
+from lsst_on_aws import summary, timing
 
 BENCHMARK_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
@@ -153,3 +153,17 @@ def test_a_batch_job_is_one_row_per_visit_sharing_its_fixed_cost(tmp_path):
     assert rows.loc[2, "end"] == pd.Timestamp("2026-11-26T10:00:19Z")
     assert rows.loc[2, "start"] == pd.Timestamp("2026-11-26T10:00:10Z")
     assert rows.loc[1, "io_out_mb"] == 3.75 and rows.loc[2, "run"] == "r/2"
+
+
+def test_an_unsampled_peak_memory_is_not_a_measured_zero(tmp_path):
+    """Snakemake writes max_rss 0 for a job that ended before its first memory sample."""
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    quick, sampled = tmp_path / "quick.tsv", tmp_path / "sampled.tsv"
+    quick.write_text(header + "0.01\t0:00:00\t0\t0\t0\t0\t0.00\t1.09\t0.00\t0.00\n")
+    sampled.write_text(header + "0.02\t0:00:00\t3.09\t4.26\t0.29\t0.55\t0.00\t0.00\t0.00\t0.00\n")
+    assert summary.read_benchmark(quick) == {
+        "wall_s": 0.01,
+        "cpu_s": 0.0,
+        "max_rss_mb": pytest.approx(float("nan"), nan_ok=True),
+    }
+    assert summary.read_benchmark(sampled)["max_rss_mb"] == 3.09

@@ -170,7 +170,11 @@ def test_timing_table_joins_jobs_and_quanta(demo_run):
     timings = pd.read_parquet(demo_run / "results/costs/timings.parquet")
     jobs = timings[timings["kind"] == "job"]
     assert jobs.groupby("rule").size().to_dict() == JOB_RULES
-    assert (jobs["wall_s"] > 0).all() and (jobs["max_rss_mb"] > 0).all()
+    assert (jobs["wall_s"] > 0).all()
+    # memory is measured for every job but those that end before Snakemake's first sample
+    sampled = jobs["max_rss_mb"].notna()
+    assert (jobs.loc[sampled, "max_rss_mb"] > 0).all()
+    assert (jobs.loc[~sampled, "wall_s"] < 1).all(), jobs.loc[~sampled, ["rule", "wall_s"]]
     quanta = timings[timings["kind"] == "quantum"]
     assert quanta.groupby("task_label").size().to_dict() == {
         "isr": 6 * DETECTORS,

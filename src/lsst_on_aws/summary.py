@@ -47,11 +47,16 @@ def read_benchmark(path: Path | str, columns: dict[str, str] = BENCHMARK_COLUMNS
     """Wall time, CPU time and peak RSS of one Snakemake benchmark file (mean over repeats).
 
     ``columns`` maps the file's columns to the names returned (NaN when absent).
+    A peak RSS of 0 is NaN too: Snakemake samples memory while the job runs
+    and writes 0 when the job ended before its first sample (a ``cp`` of a
+    few milliseconds), which means "not measured", not "no memory".
     """
     table = pd.read_csv(path, sep="\t")
     out = {}
     for column, name in columns.items():
         values = pd.to_numeric(table[column], errors="coerce") if column in table else pd.Series(dtype=float)
+        if column == "max_rss":
+            values = values.where(values > 0)
         out[name] = float(values.mean()) if values.notna().any() else float("nan")
     return out
 
