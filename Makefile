@@ -66,13 +66,14 @@ test: env services
 lint: env
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/snakefmt --check Snakefile rules/
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/snakefmt --check Snakefile control-plane.smk rules/
 	$(VENV)/bin/snakemake --lint
+	$(VENV)/bin/snakemake --lint --snakefile control-plane.smk
 
 format: env
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/snakefmt Snakefile rules/
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/snakefmt Snakefile control-plane.smk rules/
 
 clean:
 	rm -rf results resources logs .snakemake

@@ -1,4 +1,7 @@
-# LSST-on-AWS: raw exposures -> LSST pipeline per visit -> timings and summary.
+# LSST-on-AWS, the data plane: raw exposures -> LSST pipeline per visit ->
+# timings, costs and summary. Plain `snakemake` (local) and `--profile slurm`
+# run it; `--profile aws` runs control-plane.smk instead, which drives this
+# Snakefile on a cluster's head node.
 #
 # resources/stack/<tag>/          the LSST stack (venv/), activate.sh, manifest.json
 # results/simulated/              refcat.parquet, calib/, raw/<visit>/, truth/<visit>.parquet
@@ -11,9 +14,6 @@
 # results/costs/                  estimate.json, timings.{parquet,csv}, cost tables, figures
 # results/provenance/             the publishing bundle (.tar.gz), report.zip, resolved config,
 #                                 published.json (what went to publish.uri)
-# results/cluster/                the ParallelCluster configuration and its validation
-# results/clusters/<name>/        the control plane's records: created, synced, run, fetched, teardown
-# results/storage/<id>/           deleted.json: retained shared storage deleted on request
 # results/benchmarks/, logs/      per-rule timings and logs, mirroring the paths above
 
 
@@ -28,62 +28,25 @@ configfile: "config/config.yaml"
 report: "report/workflow.rst"
 
 
-include: "rules/common.smk"
+include: "rules/config.smk"
+include: "rules/inputs.smk"
+include: "rules/targets.smk"
+include: "rules/hooks.smk"
 include: "rules/simulate.smk"
 include: "rules/data.smk"
 include: "rules/stack.smk"
 include: "rules/butler.smk"
 include: "rules/process.smk"
 include: "rules/summary.smk"
+include: "rules/estimate.smk"
 include: "rules/costs.smk"
 include: "rules/provenance.smk"
-include: "rules/cluster.smk"
-include: "rules/lifecycle.smk"
-
-
-# Run by Snakemake itself, never submitted to Slurm: aggregates, copies,
-# the control plane, and the Butler's one-off set-up steps (seconds each: a
-# Slurm job apiece would add its queue and status-check delay to each).
-localrules:
-    all,
-    create_repo,
-    register_instrument,
-    register_dataset_types,
-    ingest_calibs,
-    ingest_refcat,
-    visit_results,
-    chain_visits,
-    summarise_visits,
-    check_truth,
-    plot_visits,
-    plot_cutouts,
-    timing_table,
-    estimate_cost,
-    cost_tables,
-    plot_costs,
-    actual_bill,
-    bundle,
-    publish,
-    stage_calibs,
-    stage_raws,
-    stage_instcal,
-    stage_refcat,
-    index_instcal,
-    cluster_config,
-    validate_cluster,
-    create_cluster,
-    sync_workflow,
-    remote_run,
-    fetch_results,
-    teardown,
-    cluster_costs,
-    delete_cluster,
-    delete_storage,
 
 
 rule all:
     input:
         all_targets(),
+    localrule: True
 
 
 onstart:
@@ -92,7 +55,3 @@ onstart:
 
 onsuccess:
     warn_failed_visits()
-
-
-onerror:
-    teardown_after_failure()

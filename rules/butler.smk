@@ -12,6 +12,7 @@ rule create_repo:
         "logs/butler/create_repo.log",
     benchmark:
         "results/benchmarks/butler/create_repo.tsv"
+    localrule: True
     conda:
         "../envs/stack-shell.yaml"
     params:
@@ -34,6 +35,7 @@ rule register_instrument:
         "logs/butler/register_instrument.log",
     benchmark:
         "results/benchmarks/butler/register_instrument.tsv"
+    localrule: True
     conda:
         "../envs/stack-shell.yaml"
     params:
@@ -55,6 +57,7 @@ rule register_dataset_types:
         "logs/butler/register_dataset_types.log",
     benchmark:
         "results/benchmarks/butler/register_dataset_types.tsv"
+    localrule: True
     conda:
         "../envs/stack-shell.yaml"
     params:
@@ -76,6 +79,7 @@ rule ingest_calibs:
         "logs/butler/ingest_calibs.log",
     benchmark:
         "results/benchmarks/butler/ingest_calibs.tsv"
+    localrule: True
     conda:
         "../envs/stack-shell.yaml"
     params:
@@ -99,6 +103,7 @@ rule ingest_refcat:
         "logs/butler/ingest_refcat.log",
     benchmark:
         "results/benchmarks/butler/ingest_refcat.tsv"
+    localrule: True
     conda:
         "../envs/stack-shell.yaml"
     params:
@@ -142,6 +147,7 @@ rule chain_visits:
         "logs/butler/chain_visits.log",
     benchmark:
         "results/benchmarks/butler/chain_visits.tsv"
+    localrule: True
     conda:
         "../envs/stack-shell.yaml"
     params:

@@ -14,6 +14,7 @@ rule cluster_config:
         "logs/cluster/cluster_config.log",
     benchmark:
         "results/benchmarks/cluster/cluster_config.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     params:
@@ -36,6 +37,7 @@ rule validate_cluster:
         "logs/cluster/validate_cluster.log",
     benchmark:
         "results/benchmarks/cluster/validate_cluster.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     params:
@@ -57,6 +59,7 @@ rule delete_storage:
         "logs/storage/{storage_id}/delete_storage.log",
     benchmark:
         "results/benchmarks/storage/{storage_id}/delete_storage.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     params:

@@ -1,6 +1,5 @@
-# Timings and dollars: the tidy timing table, the pre-flight estimate and
-# budget check, the cost tables, and their figures (lsst_on_aws.timing and
-# lsst_on_aws.costs). Prices come from the committed, dated table unless
+# Timings and dollars of a run: the tidy timing table, the cost tables, and
+# their figures (lsst_on_aws.timing and lsst_on_aws.costs). Prices come from the committed, dated table unless
 # costs.prices is "aws"; every dollar figure carries its price's source and date.
 
 
@@ -21,6 +20,7 @@ rule timing_table:
         "logs/costs/timing_table.log",
     benchmark:
         "results/benchmarks/costs/timing_table.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     params:
@@ -28,31 +28,6 @@ rule timing_table:
         instance_type=config["cluster"]["compute_instance_type"],
     script:
         "../scripts/timing_table.py"
-
-
-rule estimate_cost:
-    input:
-        measured=config["budget"]["measured_timings"] or [],
-    output:
-        json="results/costs/estimate.json",
-    log:
-        "logs/costs/estimate_cost.log",
-    benchmark:
-        "results/benchmarks/costs/estimate_cost.tsv"
-    conda:
-        "../envs/workflow.yaml"
-    params:
-        ccds=len(PROCESS_VISITS) * ccds_per_visit(),
-        detectors=ccds_per_visit(),
-        # only what the price depends on: renaming the cluster reprices nothing
-        cluster=cluster_settings(
-            "compute_instance_type", "region", "market", "max_nodes"
-        ),
-        costs=config["costs"],
-        budget=config["budget"],
-        requested=lambda wildcards: requested_resources(),
-    script:
-        "../scripts/estimate_cost.py"
 
 
 rule cost_tables:
@@ -84,6 +59,7 @@ rule cost_tables:
         "logs/costs/cost_tables.log",
     benchmark:
         "results/benchmarks/costs/cost_tables.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     params:
@@ -129,34 +105,10 @@ rule plot_costs:
         "logs/costs/plot_costs.log",
     benchmark:
         "results/benchmarks/costs/plot_costs.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     params:
         market=config["cluster"]["market"],
     script:
         "../scripts/plot_costs.py"
-
-
-# The actual bill, from Cost Explorer (needs AWS credentials; not part of a
-# run: ask for it a day or more after the run, `snakemake results/costs/bill.csv`).
-rule actual_bill:
-    input:
-        timings="results/costs/timings.parquet",
-    output:
-        csv=report(
-            "results/costs/bill.csv",
-            caption="../report/bill.rst",
-            category="Costs",
-            labels={"table": "the actual bill (Cost Explorer)"},
-        ),
-    log:
-        "logs/costs/actual_bill.log",
-    benchmark:
-        "results/benchmarks/costs/actual_bill.tsv"
-    conda:
-        "../envs/workflow.yaml"
-    params:
-        tag_key=config["costs"]["tag_key"],
-        tag_value=config["cluster"]["name"],
-    script:
-        "../scripts/actual_bill.py"

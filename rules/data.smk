@@ -13,6 +13,7 @@ rule stage_calibs:
         "logs/data/stage_calibs.log",
     benchmark:
         "results/benchmarks/data/stage_calibs.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     params:
@@ -28,6 +29,7 @@ rule stage_raws:
         "logs/data/raw/{visit}/stage_raws.log",
     benchmark:
         "results/benchmarks/data/raw/{visit}/stage_raws.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     params:
@@ -43,6 +45,7 @@ rule stage_instcal:
         "logs/data/stage_instcal.log",
     benchmark:
         "results/benchmarks/data/stage_instcal.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     params:
@@ -59,6 +62,7 @@ rule stage_refcat:
         "logs/data/stage_refcat.log",
     benchmark:
         "results/benchmarks/data/stage_refcat.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     params:
@@ -78,6 +82,7 @@ rule index_instcal:
         "logs/data/index_instcal.log",
     benchmark:
         "results/benchmarks/data/index_instcal.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     params:

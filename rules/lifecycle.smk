@@ -1,4 +1,4 @@
-# The control plane (control_plane: true, what `--profile aws` sets): this
+# The control plane (control-plane.smk, what `--profile aws` runs): this
 # machine drives a cluster through rules with file targets in
 # results/clusters/<name>/, so that a rerun goes on from where it stopped and
 # never makes a second cluster (lsst_on_aws.lifecycle, lsst_on_aws.remote):
@@ -19,6 +19,7 @@ rule create_cluster:
         f"logs/clusters/{CLUSTER_NAME}/create_cluster.log",
     benchmark:
         f"results/benchmarks/clusters/{CLUSTER_NAME}/create_cluster.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     params:
@@ -34,15 +35,18 @@ rule sync_workflow:
     output:
         record=temp(f"{CLUSTER_DIR}/synced.json"),
         config=f"{CLUSTER_DIR}/config.yaml",
+        source=f"{CLUSTER_DIR}/source.json",
     log:
         f"logs/clusters/{CLUSTER_NAME}/sync_workflow.log",
     benchmark:
         f"results/benchmarks/clusters/{CLUSTER_NAME}/sync_workflow.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     params:
         config=control_plane_config(),
         data_plane=data_plane_config(),
+        source_record=SOURCE_RECORD,
     script:
         "../scripts/sync_workflow.py"
 
@@ -57,6 +61,7 @@ rule remote_run:
         f"logs/clusters/{CLUSTER_NAME}/remote_run.log",
     benchmark:
         f"results/benchmarks/clusters/{CLUSTER_NAME}/remote_run.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     params:
@@ -75,6 +80,7 @@ rule fetch_results:
         f"logs/clusters/{CLUSTER_NAME}/fetch_results.log",
     benchmark:
         f"results/benchmarks/clusters/{CLUSTER_NAME}/fetch_results.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     params:
@@ -94,6 +100,7 @@ rule teardown:
         f"logs/clusters/{CLUSTER_NAME}/teardown.log",
     benchmark:
         f"results/benchmarks/clusters/{CLUSTER_NAME}/teardown.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     params:
@@ -111,6 +118,7 @@ rule delete_cluster:
         f"logs/clusters/{CLUSTER_NAME}/delete_cluster.log",
     benchmark:
         f"results/benchmarks/clusters/{CLUSTER_NAME}/delete_cluster.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     params:
@@ -132,6 +140,7 @@ rule cluster_costs:
         f"logs/clusters/{CLUSTER_NAME}/cluster_costs.log",
     benchmark:
         f"results/benchmarks/clusters/{CLUSTER_NAME}/cluster_costs.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     params:
@@ -152,3 +161,31 @@ rule cluster_costs:
         },
     script:
         "../scripts/cluster_costs.py"
+
+
+# The actual bill, from Cost Explorer, by the cluster's cost-allocation tag
+# (needs AWS credentials; not part of a run: ask for it a day or more after
+# the run, `snakemake --profile aws results/costs/bill.csv`). It reads the
+# fetched timing table for the run's first day; nothing of the run reruns.
+rule actual_bill:
+    input:
+        timings="results/costs/timings.parquet",
+    output:
+        csv=report(
+            "results/costs/bill.csv",
+            caption="../report/bill.rst",
+            category="Costs",
+            labels={"table": "the actual bill (Cost Explorer)"},
+        ),
+    log:
+        "logs/costs/actual_bill.log",
+    benchmark:
+        "results/benchmarks/costs/actual_bill.tsv"
+    localrule: True
+    conda:
+        "../envs/workflow.yaml"
+    params:
+        tag_key=config["costs"]["tag_key"],
+        tag_value=config["cluster"]["name"],
+    script:
+        "../scripts/actual_bill.py"

@@ -70,6 +70,7 @@ rule visit_results:
         report="logs/visits/{visit}/pipetask_report.json",
     benchmark:
         "results/benchmarks/visits/{visit}/visit_results.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     params:

@@ -1,6 +1,6 @@
 # The provenance bundle for publishing (lsst_on_aws.provenance): the run's
 # Snakemake report, resolved config, visit table, stack manifest, workflow
-# package versions, git commit, timing and cost tables, and checksums of every
+# package versions, git commit (or the control plane's record of it), timing and cost tables, and checksums of every
 # input and output, in one results/provenance/lsst-on-aws-bundle.tar.gz.
 # It is the last job of every complete run.
 rule bundle:
@@ -8,6 +8,7 @@ rule bundle:
         targets=all_targets(bundle=False),
         timings="results/costs/timings.parquet",
         stack_manifest=f"{STACK}/manifest.json",
+        synced=synced_source,
     output:
         bundle="results/provenance/lsst-on-aws-bundle.tar.gz",
         report="results/provenance/report.zip",
@@ -16,6 +17,7 @@ rule bundle:
         "logs/provenance/bundle.log",
     benchmark:
         "results/benchmarks/provenance/bundle.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     params:
@@ -23,6 +25,8 @@ rule bundle:
         inputs=bundle_inputs(),
         members=bundle_members(),
         workflow_dir=workflow.basedir,
+        # the commit, when the control plane synced this copy without its .git
+        source_record=SOURCE_RECORD,
     script:
         "../scripts/bundle.py"
 
@@ -42,6 +46,7 @@ rule publish:
         "logs/provenance/publish.log",
     benchmark:
         "results/benchmarks/provenance/publish.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     params:

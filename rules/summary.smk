@@ -17,6 +17,7 @@ rule summarise_visits:
         "logs/summary/summarise_visits.log",
     benchmark:
         "results/benchmarks/summary/summarise_visits.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     params:
@@ -41,6 +42,7 @@ rule check_truth:
         "logs/summary/check_truth.log",
     benchmark:
         "results/benchmarks/summary/check_truth.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     script:
@@ -61,6 +63,7 @@ rule plot_visits:
         "logs/summary/plot_visits.log",
     benchmark:
         "results/benchmarks/summary/plot_visits.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     script:
@@ -83,6 +86,7 @@ rule plot_cutouts:
         "logs/summary/plot_cutouts.log",
     benchmark:
         "results/benchmarks/summary/plot_cutouts.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     script:

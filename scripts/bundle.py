@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from lsst_on_aws.logs import to_log
-from lsst_on_aws.provenance import files_under, write_bundle
+from lsst_on_aws.provenance import files_under, workflow_source, write_bundle
 
 with to_log(snakemake.log[0]) as log:
     resolved = Path(snakemake.output.config)
@@ -34,7 +34,7 @@ with to_log(snakemake.log[0]) as log:
         members=members,
         inputs=inputs,
         outputs=outputs,
-        workflow_dir=snakemake.params.workflow_dir,
+        workflow=workflow_source(snakemake.params.workflow_dir, snakemake.params.source_record),
     )
     log.info(
         "bundle %s: %d members, %d inputs and %d outputs checksummed",

@@ -14,7 +14,7 @@ import urllib.request
 import boto3
 import pandas as pd
 import pytest
-from conftest import aws_env, snakemake
+from conftest import aws_env, planned_jobs, snakemake
 
 from lsst_on_aws import costs
 
@@ -82,9 +82,14 @@ def test_bill_follows_pages(moto):
 
 
 def test_bill_rule_writes_the_table(demo_run, moto):
-    """``snakemake results/costs/bill.csv`` after the embedded run, its boto3 pointed at moto."""
+    """``snakemake --profile aws results/costs/bill.csv`` after a run, its boto3 pointed at moto.
+
+    The run's timing table is the only input; nothing of the run is planned again.
+    """
     post_canned(moto, CANNED)
-    result = snakemake(demo_run, "--cores", "1", "--", "results/costs/bill.csv", env=aws_env(moto))
+    plan = snakemake(demo_run, "--profile", "aws", "--dry-run", "results/costs/bill.csv", env=aws_env(moto))
+    assert planned_jobs(plan) == {"actual_bill": 1}, plan.stdout[-3000:]
+    result = snakemake(demo_run, "--profile", "aws", "results/costs/bill.csv", env=aws_env(moto))
     assert result.returncode == 0, result.stderr[-3000:]
     bill = pd.read_csv(demo_run / "results/costs/bill.csv")
     assert bill["usd"].sum() == pytest.approx(1.85)
@@ -104,7 +109,7 @@ def test_bill_without_credentials_says_so(demo_run, tmp_path):
         "AWS_SESSION_TOKEN": "",
         "AWS_EC2_METADATA_DISABLED": "true",
     }
-    result = snakemake(demo_run, "--cores", "1", "--", "results/costs/bill.csv", env=env)
+    result = snakemake(demo_run, "--profile", "aws", "results/costs/bill.csv", env=env)
     assert result.returncode != 0
     assert "needs AWS credentials: none were found" in result.stderr
     assert not (demo_run / "results/costs/bill.csv").exists()

@@ -40,8 +40,8 @@ def validate(workdir, moto_server, **cluster):
             path.unlink(missing_ok=True)
     return snakemake(
         workdir,
-        "--cores",
-        "1",
+        "--profile",
+        "aws",
         "--configfile",
         "cluster.yaml",
         "--",

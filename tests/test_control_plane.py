@@ -16,20 +16,27 @@ test_lifecycle.py).
 from __future__ import annotations
 
 import json
+import subprocess
+import tarfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import BIN, SSHD_DIR, SSHD_PORT, copy_workflow, planned_jobs, snakemake
+from conftest import BIN, SSHD_DIR, SSHD_PORT, UV_CACHE, copy_workflow, planned_jobs, snakemake
 
 pytestmark = [pytest.mark.slurm, pytest.mark.sshd]
 
 
 def control_plane_config(tmp_path: Path, port: int = SSHD_PORT) -> Path:
     """A config file: one visit, the stand-in head node, a head-node directory under ``tmp_path``."""
+    # remote.command's default, `make env && .venv/bin/snakemake --profile slurm --configfile
+    # {config}`, but for the venv: the stand-in head node shares this machine's, and has a home
+    # of its own, where `make profiles` links the synced copy's profiles
+    head_home = tmp_path / "head-node/home"
     command = (
-        f"export PATH={BIN}:$PATH UV_NATIVE_TLS=1 UV_PYTHON_DOWNLOADS=never"
-        " && snakemake --profile profiles/slurm --configfile {config}"
+        f"export PATH={BIN}:$PATH HOME={head_home} UV_CACHE_DIR={UV_CACHE}"
+        " UV_NATIVE_TLS=1 UV_PYTHON_DOWNLOADS=never"
+        " && make --no-print-directory profiles && snakemake --profile slurm --configfile {config}"
     )
     settings = {
         "process_visits": [1],
@@ -57,8 +64,11 @@ def driven_run(tmp_path_factory):
     """``snakemake --profile aws`` run to its end against the stand-in head node."""
     tmp_path = tmp_path_factory.mktemp("control-plane")
     local = copy_workflow(tmp_path / "laptop")
+    git = ["git", "-C", str(local), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "the user's checkout"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
     config = control_plane_config(tmp_path)
-    result = snakemake(local, "--profile", "profiles/aws", "--configfile", str(config), timeout=1800)
+    result = snakemake(local, "--profile", "aws", "--configfile", str(config), timeout=1800)
     return tmp_path, local, result, config
 
 
@@ -70,11 +80,15 @@ def test_the_run_happens_on_the_head_node_and_comes_back(driven_run):
     assert (far / "results/butler/repo/butler.yaml").exists()
     assert list((far / "logs/slurm").rglob("*.log")), "no job ran under Slurm"
     sent = (far / ".lsst-on-aws/config.yaml").read_text()
-    assert "control_plane: false" in sent and "process_visits:\n- 1\n" in sent
+    assert "process_visits:\n- 1\n" in sent
     # the results came back; the laptop ran none of the data plane
     table = pd.read_csv(local / "results/summary/visits.csv")
     assert table["visit"].tolist() == [1] and table["status"].tolist() == ["ok"]
-    assert (local / "results/provenance/lsst-on-aws-bundle.tar.gz").exists()
+    # the bundle made on the head node (no .git there) names the laptop's commit
+    head = subprocess.run(["git", "-C", str(local), "rev-parse", "HEAD"], capture_output=True, text=True)
+    with tarfile.open(local / "results/provenance/lsst-on-aws-bundle.tar.gz") as bundle:
+        manifest = json.load(bundle.extractfile("MANIFEST.json"))
+    assert (manifest["workflow"]["commit"], manifest["workflow"]["dirty"]) == (head.stdout.strip(), False)
     assert (local / "results/costs/estimate.json").exists()  # the budget check ran here first
     assert not (local / "results/butler").exists()
     assert "Finished jobid" in (local / ".lsst-on-aws/run.log").read_text()
@@ -90,14 +104,14 @@ def test_the_run_happens_on_the_head_node_and_comes_back(driven_run):
     pd.testing.assert_frame_equal(pd.read_csv(records / "costs.csv"), fetched)
     # the records of a live cluster are gone with it; nothing is left to do
     assert not (records / "created.json").exists()
-    again = snakemake(local, "--profile", "profiles/aws", "--configfile", str(config), "--dry-run")
+    again = snakemake(local, "--profile", "aws", "--configfile", str(config), "--dry-run")
     assert planned_jobs(again) == {}
 
 
 def test_unreachable_head_node_is_a_clear_error(tmp_path):
     local = copy_workflow(tmp_path / "laptop")
     config = control_plane_config(tmp_path, port=1)
-    result = snakemake(local, "--profile", "profiles/aws", "--configfile", str(config), timeout=600)
+    result = snakemake(local, "--profile", "aws", "--configfile", str(config), timeout=600)
     assert result.returncode != 0
     assert "Sync to the head node failed: cannot reach the head node root@127.0.0.1:1" in result.stderr
     assert not (tmp_path / "head-node").exists()
@@ -111,7 +125,7 @@ def test_failed_remote_run_is_reported_and_its_log_fetched(tmp_path):
     settings = json.loads(config.read_text())
     settings["remote"]["command"] = "echo 'error: the data plane broke' >&2; exit 3"
     config.write_text(json.dumps(settings))
-    result = snakemake(local, "--profile", "profiles/aws", "--configfile", str(config), timeout=600)
+    result = snakemake(local, "--profile", "aws", "--configfile", str(config), timeout=600)
     assert result.returncode != 0
     assert "The run on the cluster failed (exit status 3)" in result.stderr
     assert "error: the data plane broke" in (local / ".lsst-on-aws/run.log").read_text()

@@ -1,4 +1,4 @@
-"""aws/iam-policy.json against the AWS calls the workflow really makes.
+"""config/iam-policy.json against the AWS calls the workflow really makes.
 
 Every request to moto's server is recorded (moto's own recorder) while the
 workflow's AWS code runs: the credentials check, the instance-type check,
@@ -73,7 +73,7 @@ def test_policy_allows_exactly_what_the_workflow_calls(moto, moto_account, tmp_p
         for storage_id in retained:
             storage.delete(session, storage_id, tag[0], poll_s=0.1, on_progress=lambda _: None)
     called = iam.recorded_actions(requests)
-    allowed = iam.policy_actions()
+    allowed = iam.policy_actions(REPO_ROOT / "config/iam-policy.json")
     assert called <= allowed, f"the policy lacks {sorted(called - allowed)}"
     unused = allowed - called
     assert unused == NOT_EMULATED, f"the policy allows what nothing calls: {sorted(unused - NOT_EMULATED)}"

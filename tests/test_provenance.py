@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 
 from lsst_on_aws import provenance
@@ -35,3 +36,14 @@ def test_git_state_names_the_commit_and_uncommitted_changes(tmp_path):
     (tmp_path / "Snakefile").write_text("rule all:\n    input: []\n")
     assert provenance.git_state(tmp_path) == {"commit": head, "dirty": True}
     assert provenance.git_state(tmp_path / "nowhere") == {"commit": "unknown", "dirty": None}
+
+
+def test_synced_copy_names_the_commit_the_control_plane_recorded(tmp_path):
+    """A head node's copy has no .git: the record sent with it names the commit; a checkout's git wins."""
+    record = tmp_path / "copy/.lsst-on-aws/source.json"
+    assert provenance.workflow_source(tmp_path / "copy", record) == {"commit": "unknown", "dirty": None}
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"commit": "0123abcd", "dirty": True}))
+    state = provenance.workflow_source(tmp_path / "copy", record)
+    assert (state["commit"], state["dirty"]) == ("0123abcd", True)
+    assert state["recorded"] == "at sync, by the control plane"

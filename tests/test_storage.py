@@ -49,7 +49,12 @@ def test_retained_volume_is_deleted_by_its_target(tmp_path, moto_server, session
     workdir = copy_workflow(tmp_path / "workflow")
 
     result = snakemake(
-        workdir, "--cores", "1", f"results/storage/{vol}/deleted.json", env=aws_env(moto_server), timeout=300
+        workdir,
+        "--profile",
+        "aws",
+        f"results/storage/{vol}/deleted.json",
+        env=aws_env(moto_server),
+        timeout=300,
     )
 
     assert result.returncode == 0, result.stderr[-3000:]

@@ -159,8 +159,7 @@ def test_stack_manifest_lists_what_was_installed(demo_run):
 
 
 def test_report_builds(demo_run):
-    result = snakemake(demo_run, "--report", "results/report.html")
-    assert result.returncode == 0, result.stderr[-2000:]
+    """``make demo`` built the report (test_readme runs its command again)."""
     html = (demo_run / "results/report.html").read_text(errors="replace")
     for name in ("visits.png", "visits.csv", "gantt.png", "costs.png", "efficiency.png", "breakdown.csv"):
         assert name in html

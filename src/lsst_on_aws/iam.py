@@ -1,6 +1,6 @@
 """The IAM permissions the workflow needs, checked against the AWS calls it really makes.
 
-``aws/iam-policy.json`` is the least-privilege policy for the IAM user or
+``config/iam-policy.json`` is the least-privilege policy for the IAM user or
 role that runs the workflow. The tests record every request the workflow's
 AWS code (and pcluster, which it calls) sends to moto's server, turn each
 into the IAM action it needs (:func:`recorded_actions`), and compare that
@@ -16,8 +16,6 @@ import re
 import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
-
-POLICY = Path(__file__).resolve().parents[2] / "aws/iam-policy.json"
 
 # API operations whose IAM action has another name (per service prefix).
 ACTION_NAMES = {
@@ -86,7 +84,7 @@ def recorded_actions(lines: Iterable[str]) -> set[str]:
     return {request_action(json.loads(line)) for line in lines if line.strip()}
 
 
-def policy_actions(path: Path | str = POLICY) -> set[str]:
+def policy_actions(path: Path | str) -> set[str]:
     """Every action the policy's Allow statements grant."""
     document = json.loads(Path(path).read_text())
     actions = set()

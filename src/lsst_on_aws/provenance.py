@@ -71,6 +71,22 @@ def git_state(directory: Path | str) -> dict:
         return {"commit": "unknown", "dirty": None}
 
 
+def workflow_source(directory: Path | str, synced_record: Path | str) -> dict:
+    """The commit of the workflow that ran, and whether it had uncommitted changes.
+
+    From git in a checkout. A copy the control plane synced to a head node has
+    no ``.git``: there, the record the control plane wrote from its own
+    checkout as it synced (``synced_record``, :func:`git_state`'s answer) says
+    it. Otherwise the commit is "unknown".
+    """
+    state = git_state(directory)
+    if state["commit"] == "unknown" and Path(synced_record).is_file():
+        recorded = json.loads(Path(synced_record).read_text())
+        state = {key: recorded[key] for key in ("commit", "dirty")}
+        state["recorded"] = "at sync, by the control plane"
+    return state
+
+
 def package_versions() -> dict[str, str]:
     """Name -> version of every distribution installed in this Python environment."""
     versions = {dist.metadata["Name"]: dist.version for dist in importlib.metadata.distributions()}
@@ -84,13 +100,14 @@ def write_bundle(
     members: dict[str, Path | str],
     inputs: list[Path],
     outputs: list[Path],
-    workflow_dir: Path | str,
+    workflow: dict,
 ) -> dict:
     """Write the bundle to ``path`` and return its manifest.
 
     ``members`` maps a name inside the bundle to a file to include (tables,
     the visit table, the stack manifest, the report). ``inputs`` and
-    ``outputs`` are checksummed, not included.
+    ``outputs`` are checksummed, not included. ``workflow`` is the workflow's
+    commit and state (:func:`workflow_source`).
     """
     texts = {
         "config.yaml": yaml.safe_dump(config, sort_keys=False),
@@ -100,7 +117,7 @@ def write_bundle(
     }
     manifest = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "workflow": git_state(workflow_dir),
+        "workflow": workflow,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "members": {

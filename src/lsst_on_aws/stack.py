@@ -38,12 +38,28 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
 class StackError(RuntimeError):
     """The stack cannot be installed as configured."""
+
+
+@contextmanager
+def snapshot(tasks_dir: Path) -> Iterator[Path]:
+    """A copy of the task package's source in a temporary folder, to install from.
+
+    A non-editable install builds in the source folder (setuptools' ``build/``);
+    building the copy leaves the workflow's own files as they were.
+    """
+    with tempfile.TemporaryDirectory(prefix="lsst-on-aws-tasks-") as tmp:
+        copy = Path(tmp) / tasks_dir.name
+        shutil.copytree(tasks_dir, copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+        yield copy
 
 
 def find_uv() -> str:
@@ -137,23 +153,12 @@ def install_pip_stack(
     # a venv left by an earlier install of this tag is rebuilt from the lock, not patched
     shutil.rmtree(venv, ignore_errors=True)
     env = _uv_env()
-    commands = [
-        [uv, "venv", "--quiet", "--python", python, str(venv)],
-        [uv, "pip", "sync", "--quiet", "--python", str(venv / "bin" / "python"), str(lock)],
-        # not editable: the stack holds a snapshot of the tasks, as a real install would
-        [
-            uv,
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--python",
-            str(venv / "bin" / "python"),
-            str(tasks_dir.absolute()),
-        ],
-    ]
-    for cmd in commands:
-        _run_logged(cmd, log, env)
+    _run_logged([uv, "venv", "--quiet", "--python", python, str(venv)], log, env)
+    _run_logged([uv, "pip", "sync", "--quiet", "--python", str(venv / "bin" / "python"), str(lock)], log, env)
+    # not editable: the stack holds a snapshot of the tasks, as a real install would
+    with snapshot(tasks_dir) as source:
+        install = [uv, "pip", "install", "--quiet", "--no-deps", "--python", str(venv / "bin" / "python")]
+        _run_logged([*install, str(source)], log, env)
     activate = prefix / "activate.sh"
     write_activation(
         activate,
@@ -293,23 +298,14 @@ def adopt_loaded_stack(
         ) from None
     python = found.strip().splitlines()[-1]
     shutil.rmtree(tasks, ignore_errors=True)
-    _run_logged(
-        [
-            find_uv(),
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--python",
-            python,
-            "--target",
-            str(tasks),
-            str(tasks_dir.absolute()),
-        ],
-        log,
-        _uv_env(),
-        what="installing the project's tasks into the stack",
-    )
+    with snapshot(tasks_dir) as source:
+        install = [find_uv(), "pip", "install", "--quiet", "--no-deps", "--python", python]
+        _run_logged(
+            [*install, "--target", str(tasks), str(source)],
+            log,
+            _uv_env(),
+            what="installing the project's tasks into the stack",
+        )
     probe, eups_text = _probe(activate, log)
     manifest = {
         "method": method,

@@ -1,0 +1,102 @@
+# Configuration: the schema check, and the constants and parameter helpers that
+# both the data plane (Snakefile) and the control plane (control-plane.smk) use.
+
+import shlex
+import sys
+from pathlib import Path
+
+from snakemake.logging import logger
+from snakemake.utils import validate
+
+from lsst_on_aws import config as checks
+from lsst_on_aws_tasks import decam, simcam
+
+
+wildcard_constraints:
+    visit=r"\d+",
+    batch=r"\d+-\d+",
+    tag=r"[A-Za-z0-9._-]+",
+    storage_id=r"(vol|fs)-[0-9a-f]{8,17}",
+
+
+try:
+    VISITS, PROCESS_VISITS = checks.check_workflow_config(
+        config,
+        Path(workflow.basedir) / "config/schemas/config.schema.yaml",
+        validate,
+        decam.BANDS if config.get("instrument") == "DECam" else simcam.BANDS,
+    )
+except checks.ConfigError as err:
+    # one sentence, no traceback: the message names the key and the reason
+    sys.exit(f"Configuration error: {err}")
+
+# processing batch name ("<first>-<last>" visit of its run of the table) -> its visits
+BATCHES = checks.batches(VISITS["visit"], PROCESS_VISITS, config["visits_per_job"])
+BATCH_OF = {visit: name for name, members in BATCHES.items() for visit in members}
+CLUSTER_NAME = config["cluster"]["name"]
+# the control plane's records of the cluster it drives
+CLUSTER_DIR = f"results/clusters/{CLUSTER_NAME}"
+# the workflow's git commit and state, which the control plane sends with the workflow
+# it syncs to a head node (the copy there has no .git), and the bundle records
+SOURCE_RECORD = ".lsst-on-aws/source.json"
+# raw/<visit>/ and calib/: simulated, an existing folder, or staged from S3
+DATA_DIR = {
+    "simulated": "results/simulated",
+    "directory": config["data"]["path"].rstrip("/"),
+    "s3": "resources/data",
+}[config["data"]["source"]]
+# DECam: the folder of InstCal files, and of the Gaia catalogue, as read or staged from S3
+INSTCAL_DIR = DATA_DIR if config["data"]["source"] != "s3" else "resources/data/instcal"
+INSTCAL_PATTERNS = ["*_ooi_*.fits*", "*_oow_*.fits*", "*_ood_*.fits*"]
+REFCAT_FROM_S3 = config["data"]["refcat"].startswith("s3://")
+REFCAT_DIR = "resources/data/refcat" if REFCAT_FROM_S3 else config["data"]["refcat"]
+# The pipeline pipetask runs: a file of the workflow, or one the stack
+# provides ($DRP_PIPE_DIR/...), either with an optional #subset of labels
+PIPELINE = config["pipeline"]["file"]
+STACK_PREFIX = config["stack"]["prefix"].rstrip("/")
+STACK = f"{STACK_PREFIX}/{config['stack']['tag']}"
+REPO = config["butler"]["repo"]
+INSTRUMENT = config["instrument"]
+DEFAULT_INPUTS = f"{INSTRUMENT}/defaults"
+TASK_SOURCES = sorted(str(p) for p in Path("tasks/src").rglob("*.py"))
+# the simulator's code: a change to it re-simulates (Snakemake's own code
+# trigger sees only the scripts/ adapter, not the package behind it)
+SIMULATOR_SOURCES = [
+    "src/lsst_on_aws/simulate.py",
+    "tasks/src/lsst_on_aws_tasks/simcam.py",
+]
+
+
+def cluster_settings(*keys):
+    """The named cluster.* settings only, as a rule parameter (a change to another reruns nothing)."""
+    return {key: config["cluster"][key] for key in keys}
+
+
+def ccds_per_visit():
+    """Detectors in one visit of the configured instrument."""
+    if INSTRUMENT == "DECam":
+        return len(decam.CCD_NAMES)
+    return len(simcam.detectors())
+
+
+def requested_resources():
+    """CPUs and memory (MB) that each rule asks for, a job's hold on a node.
+
+    Rules get their resources from the profiles (set-resources, set-threads), never in their
+    own bodies, so the settings name every data-plane rule, including in the control plane,
+    which does not define those rules but prices them in its estimate.
+    """
+
+    def value(resource, default):
+        raw = getattr(resource, "raw", resource)
+        return raw if isinstance(raw, (int, float)) else default
+
+    settings = workflow.resource_settings
+    out = {}
+    for name, resources in settings.overwrite_resources.items():
+        cores = value(settings.overwrite_threads.get(name), 1)
+        out[name] = {
+            "cpus": value(resources.get("cpus_per_task"), cores),
+            "mem_mb": value(resources.get("mem_mb"), 0),
+        }
+    return out

@@ -1,0 +1,82 @@
+# The control plane's helpers (control-plane.smk): what must pass before a cluster
+# is created, the config its steps and the run on the head node get, the files
+# the sync sends, and the teardown after a failure.
+
+from lsst_on_aws import lifecycle
+
+
+def control_targets():
+    """A drive of the cluster to its end: the teardown record, the last step of driving
+    the run, and the run's costs over the cluster's life.
+    """
+    return [f"{CLUSTER_DIR}/teardown.json", f"{CLUSTER_DIR}/costs.csv"]
+
+
+def creation_inputs(wildcards=None):
+    """What must pass before a cluster is created: the budget check and, for pcluster, the validation."""
+    if config["remote"]["provider"] == "existing":
+        return {"estimate": "results/costs/estimate.json"}
+    return {
+        "yaml": "results/cluster/cluster-config.yaml",
+        "validation": "results/cluster/validation.json",
+    }
+
+
+def control_plane_config(always=False):
+    """The config sections the control plane's steps use (teardown "always" when asked)."""
+    remote = dict(config["remote"])
+    if always:
+        remote["teardown"] = "always"
+    budget = {key: config["budget"][key] for key in ("max_usd", "alarm_emails")}
+    costs = {"tag_key": config["costs"]["tag_key"]}
+    return {
+        "cluster": config["cluster"],
+        "remote": remote,
+        "budget": budget,
+        "costs": costs,
+    }
+
+
+def data_plane_config():
+    """The resolved config the run on the head node uses: this one, every key filled in."""
+    return dict(config)
+
+
+def workflow_files():
+    """The workflow's own files, which the head node must have: a change to one syncs and reruns."""
+    names = ["Snakefile", "control-plane.smk", "Makefile", "pyproject.toml"]
+    for folder in (
+        "rules",
+        "scripts",
+        "src",
+        "tasks",
+        "config",
+        "envs",
+        "pipelines",
+        "profiles",
+        "report",
+    ):
+        names += [
+            str(path)
+            for path in sorted(Path(folder).rglob("*"))
+            if path.is_file()
+            and "__pycache__" not in path.parts
+            and ".egg-info" not in str(path)
+        ]
+    return [name for name in names if Path(name).exists()]
+
+
+def teardown_after_failure():
+    """After a failed control-plane run, delete (or keep) the cluster as remote.teardown says, and say so."""
+    requested = Path(CLUSTER_DIR) / lifecycle.REQUESTED
+    if not requested.exists():
+        return  # nothing was created
+    record = lifecycle.teardown(
+        config, run_ok=False, on_progress=logger.warning, after_failure=True
+    )
+    lifecycle.forget_cluster(config, record)
+    if record["action"] in ("deleted", "absent"):
+        logger.warning(
+            f"The run failed: cluster {CLUSTER_NAME} was deleted (remote.teardown:"
+            f" {record['policy']}). Rerun to start again on a new cluster."
+        )

@@ -1,0 +1,30 @@
+# The data plane's hooks: before a run, Slurm jobs an interrupted run left
+# here are cancelled; after it, the visits that could not be processed are named.
+
+from lsst_on_aws.slurm import cancel_orphaned_jobs
+from lsst_on_aws.summary import failed_visit_reasons
+
+
+def cancel_orphaned_slurm_jobs():
+    """Before submitting anything, cancel Slurm jobs an interrupted run left running here."""
+    cancelled = cancel_orphaned_jobs(Path.cwd())
+    if cancelled:
+        logger.warning(
+            f"Cancelled Slurm jobs {', '.join(cancelled)}: an earlier, interrupted run of"
+            " this workflow left them running in this directory. Their work is redone"
+            " by this run."
+        )
+
+
+def warn_failed_visits():
+    """At the end of a run, name the visits whose data could not be processed."""
+    failed = failed_visit_reasons(visit_outputs("summary.json"))
+    if failed:
+        lines = [
+            f"  visit {visit}: {reason}" for visit, reason in sorted(failed.items())
+        ]
+        logger.warning(
+            f"{len(failed)} of {len(PROCESS_VISITS)} visits could not be processed"
+            " (results/summary/visits.csv lists them; fix the data, then rerun each"
+            " with --forcerun results/butler/raws/<visit>.json):\n" + "\n".join(lines)
+        )

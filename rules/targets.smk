@@ -1,0 +1,91 @@
+# Targets of the data plane: what a complete run produces, what the bundle
+# checksums and copies, and the benchmark files the timing table reads.
+
+
+def all_targets(bundle=True):
+    """Everything a complete run produces (the provenance bundle, made last, included)."""
+    targets = [
+        "results/summary/visits.csv",
+        "results/summary/visits.png",
+        "results/summary/cutouts.png",
+        "results/butler/chain.json",
+        "results/costs/estimate.json",
+        "results/costs/breakdown.csv",
+        "results/costs/gantt.png",
+    ]
+    if config["data"]["source"] == "simulated":
+        targets.append("results/summary/truth_check.csv")
+    if bundle:
+        targets.append("results/provenance/lsst-on-aws-bundle.tar.gz")
+        if config["publish"]["uri"]:
+            targets.append("results/provenance/published.json")
+    return targets
+
+
+def bundle_inputs():
+    """What the run read, to checksum in the bundle: config, tables, pipeline, prices, lock, data.
+
+    (A stack not installed from a lock file is described by its manifest, a bundle member.)
+    """
+    paths = [
+        "config/config.yaml",
+        "config/butler-seed.yaml",
+        config["visits"],
+        "config/prices",
+    ]
+    paths += [pipeline_input()] if pipeline_input() else []
+    if config["stack"]["method"] == "pip":
+        paths.append(f"envs/stack-pip/{config['stack']['tag']}.lock")
+    paths.append(DATA_DIR)
+    return paths
+
+
+def bundle_members():
+    """Bundle name -> file copied into the bundle."""
+    members = {
+        "visits-table.tsv": config["visits"],
+        "stack-manifest.json": f"{STACK}/manifest.json",
+        "summary/visits.csv": "results/summary/visits.csv",
+        "butler/chain.json": "results/butler/chain.json",
+    }
+    if config["data"]["source"] == "simulated":
+        members["summary/truth_check.csv"] = "results/summary/truth_check.csv"
+    tables = [
+        "timings.parquet",
+        "timings.csv",
+        "estimate.json",
+        "jobs.csv",
+        "tasks.csv",
+    ]
+    tables += ["visits.csv", "detectors.csv", "breakdown.csv", "instance_types.csv"]
+    for name in tables:
+        members[f"costs/{name}"] = f"results/costs/{name}"
+    return members
+
+
+def job_benchmarks(wildcards=None):
+    """The benchmark file of every job up to the visit summary, for the timing table."""
+    per_run = ["create_repo", "register_instrument", "register_dataset_types"]
+    per_run += ["chain_visits", "summarise_visits"]
+    per_run += (
+        ["index_instcal", "ingest_refcat"]
+        if INSTRUMENT == "DECam"
+        else ["ingest_calibs"]
+    )
+    per_visit = ["ingest_raws", "visit_results"]
+    if config["data"]["source"] == "simulated":
+        per_run += ["simulate_reference_catalog", "simulate_calibs"]
+        per_visit.append("simulate_raws")
+    if config["data"]["source"] == "s3" and INSTRUMENT == "DECam":
+        per_run.append("stage_instcal")
+    elif config["data"]["source"] == "s3":
+        per_run.append("stage_calibs")
+        per_visit.append("stage_raws")
+    if INSTRUMENT == "DECam" and REFCAT_FROM_S3:
+        per_run.append("stage_refcat")
+    paths = [getattr(rules, name).benchmark for name in per_run]
+    paths += expand(rules.install_stack.benchmark, tag=config["stack"]["tag"])
+    paths += expand(rules.process_batch.benchmark, batch=BATCHES)
+    for name in per_visit:
+        paths += expand(getattr(rules, name).benchmark, visit=PROCESS_VISITS)
+    return paths
