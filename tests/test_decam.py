@@ -123,7 +123,7 @@ import json
 import subprocess
 from pathlib import Path
 from lsst.daf.butler import Butler, Config
-from lsst_on_aws_tasks.butler_setup import IngestError
+from lsst_on_aws_tasks.ingest import IngestError
 from lsst_on_aws_tasks.decam_ingest import RAW_RUN, ingest_decam, register_decam
 
 repo, data, broken = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
@@ -182,7 +182,7 @@ PROCESS = """
 import json, sys
 from pathlib import Path
 from lsst.daf.butler import Butler, Config
-from lsst_on_aws_tasks.butler_setup import register_dataset_types
+from lsst_on_aws_tasks.repo import register_dataset_types
 from lsst_on_aws_tasks.decam_ingest import ingest_decam, ingest_refcat, register_decam
 
 repo, data, seed, pipeline = sys.argv[1:5]

@@ -20,8 +20,14 @@ from pathlib import Path
 from lsst.daf.butler import Butler, CollectionType, DatasetRef, DatasetType, FileDataset, Timespan
 
 from . import decam
-from .butler_setup import FORMATTER, RECORD_ELEMENTS, VISIT_SYSTEM, _ingest, add_exposure_records
-from .errors import IngestError
+from .ingest import (
+    FORMATTER,
+    RECORD_ELEMENTS,
+    VISIT_SYSTEM,
+    IngestError,
+    add_exposure_records,
+    ingest_datasets,
+)
 
 RAW_RUN = f"{decam.NAME}/raw/all"
 REFCAT_RUN = "refcats/gaia_dr2"
@@ -169,7 +175,7 @@ def ingest_decam(repo: str, images: list[Path], transfer: str = "copy") -> dict:
         for element, rows in decam_records([obs for obs, _ in checked]).items():
             for row in rows:
                 butler.registry.syncDimensionData(element, row)
-        new = _ingest(butler, datasets, RAW_RUN, transfer)
+        new = ingest_datasets(butler, datasets, RAW_RUN, transfer)
     return {
         "run": RAW_RUN,
         "exposures": sorted({obs.exposure for obs, _ in checked}),

@@ -56,7 +56,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import butler_setup, export
+from . import export
+from .repo import remove_run
 
 
 class ProcessingError(RuntimeError):
@@ -165,7 +166,7 @@ def process_visit(
         export.write_quantum_timings(None, run, quanta_path)
         return export.write_failed_visit(visit, run, reason, [], summary_path, sources_path, preview_path)
 
-    removed = butler_setup.remove_run(repo, run)
+    removed = remove_run(repo, run)
     print(f"{'removed an earlier attempt of' if removed else 'no earlier'} run {run}", flush=True)
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.unlink(missing_ok=True)
