@@ -1,4 +1,4 @@
-# The AWS ParallelCluster (lsst_on_aws.cluster): its configuration rendered
+# The AWS ParallelCluster (lsst_on_aws.cloud.cluster, .checks): its configuration rendered
 # from this workflow's config and checked offline by pcluster's own schema,
 # then validated against AWS (credentials, instance types offered in the
 # region, `pcluster create-cluster --dryrun true`) once the budget check has

@@ -39,6 +39,9 @@ CLUSTER_DIR = f"results/clusters/{CLUSTER_NAME}"
 # the workflow's git commit and state, which the control plane sends with the workflow
 # it syncs to a head node (the copy there has no .git), and the bundle records
 SOURCE_RECORD = ".lsst-on-aws/source.json"
+# EC2 prices: the committed, dated fallback table, and where prices asked of AWS are kept
+PRICE_TABLE = "config/prices/ec2-on-demand-2024-06.csv"
+PRICE_CACHE = "resources/prices/cache.json"
 # raw/<visit>/ and calib/: simulated, an existing folder, or staged from S3
 DATA_DIR = {
     "simulated": "results/simulated",
@@ -79,7 +82,7 @@ def ccds_per_visit():
     return len(simcam.detectors())
 
 
-def requested_resources():
+def requested_resources(wildcards=None):
     """CPUs and memory (MB) that each rule asks for, a job's hold on a node.
 
     Rules get their resources from the profiles (set-resources, set-threads), never in their

@@ -1,8 +1,10 @@
-# The control plane's helpers (control-plane.smk): what must pass before a cluster
-# is created, the config its steps and the run on the head node get, the files
-# the sync sends, and the teardown after a failure.
+# The control plane's helpers (control-plane.smk): its ledgers and targets, what
+# must pass before a cluster is created, the config its steps and the run on the
+# head node get, the files the sync sends, and the teardown after a failure.
 
-from lsst_on_aws import lifecycle
+import json
+
+from lsst_on_aws.cloud import lifecycle
 
 
 def control_targets():
@@ -12,14 +14,34 @@ def control_targets():
     return [f"{CLUSTER_DIR}/teardown.json", f"{CLUSTER_DIR}/costs.csv"]
 
 
+# the control plane's ledgers beside its records, kept by its steps and hooks (no rule makes
+# them): that a cluster was asked for (written before creation, so a failure even during it
+# finds the cluster to tear down), and that the teardown after a failure deleted it (so that a
+# rerun creates a new one)
+REQUESTED_LEDGER = f"{CLUSTER_DIR}/.requested"
+DELETED_MARKER = f"{CLUSTER_DIR}/.deleted-after-failure"
+KNOWN_HOSTS = f"{CLUSTER_DIR}/known_hosts"
+# what deletes what a teardown leaves, named to the user
+DELETE_TARGETS = {
+    "delete_cluster": f"{CLUSTER_DIR}/deleted.json",
+    "delete_storage": "results/storage/{id}/deleted.json",
+}
+
+
 def creation_inputs(wildcards=None):
-    """What must pass before a cluster is created: the budget check and, for pcluster, the validation."""
-    if config["remote"]["provider"] == "existing":
-        return {"estimate": "results/costs/estimate.json"}
-    return {
-        "yaml": "results/cluster/cluster-config.yaml",
-        "validation": "results/cluster/validation.json",
-    }
+    """What must pass before a cluster is created: the budget check and, for pcluster, the validation;
+    and the note that the last cluster was deleted after a failure, when there is one (a newer
+    note than the creation record creates the cluster again).
+    """
+    inputs = {"estimate": "results/costs/estimate.json"}
+    if config["remote"]["provider"] == "pcluster":
+        inputs = {
+            "yaml": "results/cluster/cluster-config.yaml",
+            "validation": "results/cluster/validation.json",
+        }
+    if Path(DELETED_MARKER).exists():
+        inputs["deleted"] = DELETED_MARKER
+    return inputs
 
 
 def control_plane_config(always=False):
@@ -68,13 +90,17 @@ def workflow_files():
 
 def teardown_after_failure():
     """After a failed control-plane run, delete (or keep) the cluster as remote.teardown says, and say so."""
-    requested = Path(CLUSTER_DIR) / lifecycle.REQUESTED
-    if not requested.exists():
+    if not lifecycle.was_requested(REQUESTED_LEDGER):
         return  # nothing was created
     record = lifecycle.teardown(
-        config, run_ok=False, on_progress=logger.warning, after_failure=True
+        config,
+        run_ok=False,
+        on_progress=logger.warning,
+        targets=DELETE_TARGETS,
+        after_failure=True,
     )
-    lifecycle.forget_cluster(config, record)
+    if lifecycle.record_gone(record, REQUESTED_LEDGER):
+        Path(DELETED_MARKER).write_text(json.dumps(record, indent=2) + "\n")
     if record["action"] in ("deleted", "absent"):
         logger.warning(
             f"The run failed: cluster {CLUSTER_NAME} was deleted (remote.teardown:"

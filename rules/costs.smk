@@ -1,6 +1,7 @@
 # Timings and dollars of a run: the tidy timing table, the cost tables, and
-# their figures (lsst_on_aws.timing and lsst_on_aws.costs). Prices come from the committed, dated table unless
-# costs.prices is "aws"; every dollar figure carries its price's source and date.
+# their figures (lsst_on_aws.accounting: timing, prices, model). Prices come
+# from the committed, dated table (PRICE_TABLE) unless costs.prices is "aws";
+# every dollar figure carries its price's source and date.
 
 
 rule timing_table:
@@ -24,8 +25,12 @@ rule timing_table:
     conda:
         "../envs/workflow.yaml"
     params:
+        # each benchmark file's rule, visit or batch, and the visits in input.quanta's order
+        jobs=benchmark_jobs,
+        visits=PROCESS_VISITS,
         runs={v: f"{config['butler']['output']}/{v}" for v in PROCESS_VISITS},
         instance_type=config["cluster"]["compute_instance_type"],
+        processing_rule=rules.process_batch.rule.name,
     script:
         "../scripts/timing_table.py"
 
@@ -33,6 +38,7 @@ rule timing_table:
 rule cost_tables:
     input:
         timings="results/costs/timings.parquet",
+        prices=PRICE_TABLE,
     output:
         jobs="results/costs/jobs.csv",
         tasks="results/costs/tasks.csv",
@@ -72,7 +78,9 @@ rule cost_tables:
             "scaledown_idle_minutes",
         ),
         costs=config["costs"],
-        requested=lambda wildcards: requested_resources(),
+        requested=requested_resources,
+        price_cache=PRICE_CACHE,
+        processing_rule=rules.process_batch.rule.name,
     script:
         "../scripts/cost_tables.py"
 
@@ -110,5 +118,6 @@ rule plot_costs:
         "../envs/workflow.yaml"
     params:
         market=config["cluster"]["market"],
+        processing_rule=rules.process_batch.rule.name,
     script:
         "../scripts/plot_costs.py"

@@ -1,4 +1,4 @@
-# The pre-flight estimate and budget check (lsst_on_aws.costs): the configured
+# The pre-flight estimate and budget check (lsst_on_aws.accounting.budget): the configured
 # visits priced on the configured cluster before anything runs or is created.
 # Both planes make it: the control plane before it creates a cluster, the data
 # plane as part of every run's costs.
@@ -7,6 +7,7 @@
 rule estimate_cost:
     input:
         measured=config["budget"]["measured_timings"] or [],
+        prices=PRICE_TABLE,
     output:
         json="results/costs/estimate.json",
     log:
@@ -25,6 +26,9 @@ rule estimate_cost:
         ),
         costs=config["costs"],
         budget=config["budget"],
-        requested=lambda wildcards: requested_resources(),
+        requested=requested_resources,
+        price_cache=PRICE_CACHE,
+        # the data plane's processing rule, whose jobs a measured timing table is read for
+        processing_rule="process_batch",
     script:
         "../scripts/estimate_cost.py"

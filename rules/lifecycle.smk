@@ -1,13 +1,14 @@
 # The control plane (control-plane.smk, what `--profile aws` runs): this
 # machine drives a cluster through rules with file targets in
 # results/clusters/<name>/, so that a rerun goes on from where it stopped and
-# never makes a second cluster (lsst_on_aws.lifecycle, lsst_on_aws.remote):
+# never makes a second cluster (lsst_on_aws.cloud.lifecycle, .remote):
 # create or adopt the cluster and wait for it; sync the workflow and the
 # resolved config to its head node; run remote.command there detached and
 # follow it; fetch the results; tear the cluster down as remote.teardown says.
 # created.json and synced.json describe a live cluster: they are temporary,
 # gone once the teardown has used them. After a failure, onerror tears down
-# by the same policy.
+# by the same policy; a cluster it deleted is noted (DELETED_MARKER), an
+# input of create_cluster, so that a rerun creates a new one.
 
 
 rule create_cluster:
@@ -24,6 +25,8 @@ rule create_cluster:
         "../envs/workflow.yaml"
     params:
         config=control_plane_config(),
+        provider=config["remote"]["provider"],
+        ledger=REQUESTED_LEDGER,
     script:
         "../scripts/create_cluster.py"
 
@@ -47,6 +50,7 @@ rule sync_workflow:
         config=control_plane_config(),
         data_plane=data_plane_config(),
         source_record=SOURCE_RECORD,
+        known_hosts=KNOWN_HOSTS,
     script:
         "../scripts/sync_workflow.py"
 
@@ -66,6 +70,7 @@ rule remote_run:
         "../envs/workflow.yaml"
     params:
         config=control_plane_config(),
+        known_hosts=KNOWN_HOSTS,
     script:
         "../scripts/remote_run.py"
 
@@ -85,6 +90,7 @@ rule fetch_results:
         "../envs/workflow.yaml"
     params:
         config=control_plane_config(),
+        known_hosts=KNOWN_HOSTS,
     script:
         "../scripts/fetch_results.py"
 
@@ -105,6 +111,9 @@ rule teardown:
         "../envs/workflow.yaml"
     params:
         config=control_plane_config(),
+        after_run=True,
+        ledger=REQUESTED_LEDGER,
+        targets=DELETE_TARGETS,
     script:
         "../scripts/teardown.py"
 
@@ -123,6 +132,9 @@ rule delete_cluster:
         "../envs/workflow.yaml"
     params:
         config=control_plane_config(always=True),
+        after_run=False,
+        ledger=REQUESTED_LEDGER,
+        targets=DELETE_TARGETS,
     script:
         "../scripts/teardown.py"
 
@@ -134,6 +146,7 @@ rule cluster_costs:
     input:
         teardown=f"{CLUSTER_DIR}/teardown.json",
         fetched=f"{CLUSTER_DIR}/fetched.json",
+        prices=PRICE_TABLE,
     output:
         table=f"{CLUSTER_DIR}/costs.csv",
     log:
@@ -159,6 +172,7 @@ rule cluster_costs:
                 "storage_usd_per_gb_month",
             )
         },
+        price_cache=PRICE_CACHE,
     script:
         "../scripts/cluster_costs.py"
 

@@ -63,8 +63,10 @@ def bundle_members():
     return members
 
 
-def job_benchmarks(wildcards=None):
-    """The benchmark file of every job up to the visit summary, for the timing table."""
+def benchmark_jobs(wildcards=None):
+    """The benchmark file of every job up to the visit summary, for the timing table, and whose it
+    is: its rule, and its visit or processing batch.
+    """
     per_run = ["create_repo", "register_instrument", "register_dataset_types"]
     per_run += ["chain_visits", "summarise_visits"]
     per_run += (
@@ -83,9 +85,23 @@ def job_benchmarks(wildcards=None):
         per_visit.append("stage_raws")
     if INSTRUMENT == "DECam" and REFCAT_FROM_S3:
         per_run.append("stage_refcat")
-    paths = [getattr(rules, name).benchmark for name in per_run]
-    paths += expand(rules.install_stack.benchmark, tag=config["stack"]["tag"])
-    paths += expand(rules.process_batch.benchmark, batch=BATCHES)
+    # plain strings: a rule's benchmark attribute carries the rule with it, which a script's
+    # parameters cannot
+    jobs = {str(getattr(rules, name).benchmark): {"rule": name} for name in per_run}
+    stack = rules.install_stack
+    jobs[expand(stack.benchmark, tag=config["stack"]["tag"])[0]] = {
+        "rule": stack.rule.name
+    }
+    for batch in BATCHES:
+        path = expand(rules.process_batch.benchmark, batch=batch)[0]
+        jobs[path] = {"rule": rules.process_batch.rule.name, "batch": batch}
     for name in per_visit:
-        paths += expand(getattr(rules, name).benchmark, visit=PROCESS_VISITS)
-    return paths
+        for visit in PROCESS_VISITS:
+            path = expand(getattr(rules, name).benchmark, visit=visit)[0]
+            jobs[path] = {"rule": name, "visit": visit}
+    return jobs
+
+
+def job_benchmarks(wildcards=None):
+    """The benchmark files of :func:`benchmark_jobs`, inputs of the timing table."""
+    return list(benchmark_jobs())

@@ -6,7 +6,7 @@ import boto3
 import pandas as pd
 from botocore.exceptions import NoCredentialsError
 
-from lsst_on_aws.costs import actual_bill
+from lsst_on_aws.accounting.bill import actual_bill
 from lsst_on_aws.logs import fail, to_log
 
 with to_log(snakemake.log[0]) as log:

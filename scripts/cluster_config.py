@@ -2,17 +2,17 @@
 
 import yaml
 
-from lsst_on_aws import bootstrap, cluster
+from lsst_on_aws.cloud import bootstrap, checks, cluster
 from lsst_on_aws.logs import fail, to_log
 
 config = snakemake.params.config
 with to_log(snakemake.log[0]) as log:
     try:
-        allowed = config["cluster"]["allowed_ips"] or cluster.own_cidr()
+        allowed = config["cluster"]["allowed_ips"] or checks.own_cidr()
         uri = bootstrap.script_uri(config)
         action = {"Script": uri, "Args": bootstrap.folders(config)} if uri else None
         doc = cluster.render(config, allowed_ips=allowed, bootstrap=action)
-        cluster.check(doc, config["cluster"]["name"])
+        checks.check(doc, config["cluster"]["name"])
     except cluster.ClusterConfigError as err:
         fail(log, f"Cluster configuration error: {err}")
     with open(snakemake.output.yaml, "w") as out:

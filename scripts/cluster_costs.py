@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from lsst_on_aws import costs
+from lsst_on_aws.accounting.model import with_cluster_lifetime
+from lsst_on_aws.accounting.prices import PriceError, price_lookup
 from lsst_on_aws.logs import fail, to_log
 
 cluster, settings = snakemake.params.cluster, snakemake.params.costs
@@ -23,18 +24,14 @@ with to_log(snakemake.log[0]) as log:
         )
         table = breakdown
     else:
-        cache = costs.PriceCache("resources/prices/cache.json", settings["price_cache_days"])
+        prices = price_lookup(
+            settings, cluster["region"], snakemake.input.prices, snakemake.params.price_cache
+        )
         try:
-            head, _ = costs.run_prices(
-                cluster["head_node_instance_type"],
-                cluster["region"],
-                settings["prices"],
-                settings["spot_fraction"],
-                cache,
-            )
-        except costs.PriceError as err:
+            head, _ = prices(cluster["head_node_instance_type"])
+        except PriceError as err:
             fail(log, f"Cluster costs: {err} (config keys cluster.head_node_instance_type, costs.prices)")
-        table = costs.with_cluster_lifetime(
+        table = with_cluster_lifetime(
             breakdown, lifetime_h, head, cluster["shared_storage_gb"], settings["storage_usd_per_gb_month"]
         )
         log.info(

@@ -2,26 +2,21 @@
 
 import pandas as pd
 
-from lsst_on_aws import costs
+from lsst_on_aws.accounting import model
+from lsst_on_aws.accounting.prices import PriceError, price_lookup
 from lsst_on_aws.logs import fail, to_log
 
 cluster, settings = snakemake.params.cluster, snakemake.params.costs
 with to_log(snakemake.log[0]) as log:
-    cache = costs.PriceCache("resources/prices/cache.json", settings["price_cache_days"])
-
-    def prices(instance_type):
-        return costs.run_prices(
-            instance_type, cluster["region"], settings["prices"], settings["spot_fraction"], cache
-        )
-
+    prices = price_lookup(settings, cluster["region"], snakemake.input.prices, snakemake.params.price_cache)
     timings = pd.read_parquet(snakemake.input.timings)
     try:
         on_demand, spot = prices(cluster["compute_instance_type"])
         head, _ = prices(cluster["head_node_instance_type"])
-    except costs.PriceError as err:
+    except PriceError as err:
         fail(log, f"Cost tables: {err} (config keys cluster.*_instance_type, costs.prices)")
-    jobs = costs.run_job_costs(timings, snakemake.params.requested, on_demand, spot)
-    fixed = costs.fixed_costs(
+    jobs = model.run_job_costs(timings, snakemake.params.requested, on_demand, spot)
+    fixed = model.fixed_costs(
         jobs,
         head,
         spot if cluster["market"] == "spot" else on_demand,
@@ -29,17 +24,17 @@ with to_log(snakemake.log[0]) as log:
         settings["storage_usd_per_gb_month"],
         cluster["scaledown_idle_minutes"] * 60,
     )
-    breakdown = costs.cost_breakdown(jobs, fixed, cluster["market"])
-    tasks = costs.task_costs(jobs, timings)
-    visits = costs.visit_costs(jobs)
-    detectors = costs.detector_costs(tasks)
+    breakdown = model.cost_breakdown(jobs, fixed, cluster["market"])
+    tasks = model.task_costs(jobs, timings, snakemake.params.processing_rule)
+    visits = model.visit_costs(jobs)
+    detectors = model.detector_costs(tasks)
     compared = []
     for instance_type in settings["compare_instance_types"]:
         try:
             compared.append(prices(instance_type))
-        except costs.PriceError as err:  # one unknown type does not stop the others
+        except PriceError as err:  # one unknown type does not stop the others
             log.warning("left out of the comparison: %s", err)
-    others = costs.instance_comparison(jobs, compared)
+    others = model.instance_comparison(jobs, compared)
 
     jobs.to_csv(snakemake.output.jobs, index=False)
     tasks.to_csv(snakemake.output.tasks, index=False)

@@ -5,27 +5,22 @@ from pathlib import Path
 
 import boto3
 
-from lsst_on_aws import lifecycle
-from lsst_on_aws.logs import fail, to_log, to_terminal
+from lsst_on_aws.cloud import lifecycle
+from lsst_on_aws.cloud.providers import ClusterError
+from lsst_on_aws.logs import fail, progress, to_log
 
-config = snakemake.params.config
+config, params = snakemake.params.config, snakemake.params
 with to_log(snakemake.log[0]) as log:
-
-    def progress(line: str) -> None:
-        log.info("%s", line)
-        to_terminal(line)
-
-    folder = Path(lifecycle.cluster_dir(config))
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / lifecycle.REQUESTED).write_text(lifecycle.now() + "\n")
-    budgets, account = None, ""
-    if hasattr(snakemake.input, "validation"):  # a cluster on AWS: a budget alarm over its tag
+    report = progress(log)
+    lifecycle.mark_requested(params.ledger)
+    budgets, account, config_path = None, "", ""
+    if params.provider == "pcluster":  # a cluster on AWS: its configuration, and a budget alarm over its tag
+        config_path = snakemake.input.yaml
         account = json.loads(Path(snakemake.input.validation).read_text())["account"]
         budgets = boto3.Session(region_name=config["cluster"]["region"]).client("budgets")
     try:
-        config_path = snakemake.input.yaml if hasattr(snakemake.input, "yaml") else ""
-        record = lifecycle.create(config, config_path, on_progress=progress, budgets=budgets, account=account)
-    except lifecycle.ClusterError as err:
+        record = lifecycle.create(config, config_path, on_progress=report, budgets=budgets, account=account)
+    except ClusterError as err:
         fail(log, f"Cluster creation failed: {err}")
-    progress(f"cluster {record['cluster']} is ready; head node {record['head_node']}")
+    report(f"cluster {record['cluster']} is ready; head node {record['head_node']}")
     Path(snakemake.output.record).write_text(json.dumps(record, indent=2) + "\n")

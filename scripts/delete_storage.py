@@ -4,15 +4,12 @@ import json
 
 import boto3
 
-from lsst_on_aws import storage
-from lsst_on_aws.logs import fail, to_log, to_terminal
+from lsst_on_aws.cloud import storage
+from lsst_on_aws.logs import fail, progress, to_log
 
 params = snakemake.params
 with to_log(snakemake.log[0]) as log:
-
-    def progress(line: str) -> None:
-        log.info("%s", line)
-        to_terminal(line)
+    report = progress(log)
 
     session = boto3.Session(region_name=params.region)
     try:
@@ -22,7 +19,7 @@ with to_log(snakemake.log[0]) as log:
             params.tag_key,
             timeout_s=60 * params.timeout_minutes,
             poll_s=params.poll_seconds,
-            on_progress=progress,
+            on_progress=report,
         )
     except storage.StorageError as err:
         fail(log, f"Shared storage not deleted: {err}")

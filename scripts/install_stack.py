@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from lsst_on_aws.logs import to_log
-from lsst_on_aws.stack import adopt_loaded_stack, install_lsstinstall_stack, install_pip_stack
+from lsst_on_aws.stack.eups import adopt_loaded_stack, install_lsstinstall_stack
+from lsst_on_aws.stack.pip import install_pip_stack
 
 with to_log(snakemake.log[0]) as log:
     params = snakemake.params

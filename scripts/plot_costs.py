@@ -8,7 +8,7 @@ from lsst_on_aws.plots import plot_costs, plot_efficiency, plot_gantt
 with to_log(snakemake.log[0]):
     timings = pd.read_parquet(snakemake.input.timings)
     plot_gantt(timings, snakemake.output.gantt)
-    plot_efficiency(timings, snakemake.output.efficiency)
+    plot_efficiency(timings, snakemake.params.processing_rule, snakemake.output.efficiency)
     plot_costs(
         pd.read_csv(snakemake.input.breakdown),
         pd.read_csv(snakemake.input.jobs),

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from lsst_on_aws import s3data
+from lsst_on_aws.cloud import s3data
 from lsst_on_aws.logs import fail, to_log
 
 with to_log(snakemake.log[0]) as log:

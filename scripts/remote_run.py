@@ -3,36 +3,35 @@
 import json
 from pathlib import Path
 
-from lsst_on_aws import lifecycle, remote
-from lsst_on_aws.logs import fail, to_log, to_terminal
+from lsst_on_aws.cloud import lifecycle, remote
+from lsst_on_aws.logs import fail, progress, to_log
 
 config = snakemake.params.config
 settings = config["remote"]
 with to_log(snakemake.log[0]) as log:
+    report = progress(log)
 
-    def progress(line: str) -> None:
-        log.info("%s", line)
-        to_terminal(line)
-
-    node = lifecycle.node_from_record(config, json.loads(Path(snakemake.input.created).read_text()))
+    node = lifecycle.node_from_record(
+        config, json.loads(Path(snakemake.input.created).read_text()), snakemake.params.known_hosts
+    )
     # {config}: the resolved configuration the sync sent
     command = settings["command"].replace("{config}", remote.RUN_CONFIG)
     try:
         started = remote.start_detached(node, settings["directory"], command)
         how = "following the run already going on" if started["adopted"] else "started"
         where = f"{settings['directory']}/{remote.STATE_DIR}/run.log"
-        progress(f"{how} on {node.describe()}: {command} (its log: {where})")
+        report(f"{how} on {node.describe()}: {command} (its log: {where})")
         final = remote.follow(
             node,
             settings["directory"],
             poll_s=settings["poll_seconds"],
             timeout_s=3600 * settings["run_timeout_hours"],
-            on_progress=progress,
+            on_progress=report,
         )
     except remote.RemoteError as err:
         fail(log, f"The run on the head node could not be followed: {err}")
     log.info("last lines of the remote run:\n%s", final["log_tail"][-5000:])
-    progress(f"the run on {node.describe()} ended with exit status {final['rc']}")
+    report(f"the run on {node.describe()} ended with exit status {final['rc']}")
     record = {key: final[key] for key in ("rc", "id", "progress")}
     record |= {"command": command, "head_node": node.describe(), "ended": lifecycle.now()}
     record["log_tail"] = final["log_tail"][-3000:]

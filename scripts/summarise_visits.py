@@ -1,7 +1,7 @@
 """Snakemake adapter: the per-visit summary table (CSV and parquet)."""
 
+from lsst_on_aws.accounting.slurm import job_accounting
 from lsst_on_aws.logs import to_log
-from lsst_on_aws.slurm import job_accounting
 from lsst_on_aws.summary import add_job_accounting, failed_visits, read_jobs, visit_table
 
 with to_log(snakemake.log[0]) as log:

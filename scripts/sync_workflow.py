@@ -5,13 +5,14 @@ from pathlib import Path
 
 import yaml
 
-from lsst_on_aws import lifecycle, provenance, remote
+from lsst_on_aws import provenance
+from lsst_on_aws.cloud import lifecycle, remote
 from lsst_on_aws.logs import fail, to_log, to_terminal
 
 config = snakemake.params.config
 with to_log(snakemake.log[0]) as log:
     record = json.loads(Path(snakemake.input.created).read_text())
-    node = lifecycle.node_from_record(config, record)
+    node = lifecycle.node_from_record(config, record, snakemake.params.known_hosts)
     directory = config["remote"]["directory"]
     with open(snakemake.output.config, "w") as out:
         out.write("# The resolved configuration of the run on the head node, written by the control plane\n")

@@ -1,20 +1,22 @@
 """Snakemake adapter: the run's tidy timing table (parquet and CSV)."""
 
+from lsst_on_aws.accounting.slurm import job_accounting
+from lsst_on_aws.accounting.timing import timing_table
 from lsst_on_aws.logs import to_log
-from lsst_on_aws.slurm import job_accounting
 from lsst_on_aws.summary import read_job_record
-from lsst_on_aws.timing import timing_table
 
+params = snakemake.params
 with to_log(snakemake.log[0]) as log:
     job_ids = [read_job_record(p)["slurm_job_id"] for p in snakemake.input.jobs]
     accounting = job_accounting(job_ids)
     log.info("Slurm accounting for %d of %d visit jobs", len(accounting), len(job_ids))
     table = timing_table(
-        snakemake.input.benchmarks,
+        params.jobs,
         snakemake.input.jobs,
-        snakemake.input.quanta,
-        {int(k): v for k, v in snakemake.params.runs.items()},
-        snakemake.params.instance_type,
+        dict(zip(params.visits, snakemake.input.quanta, strict=True)),
+        {int(k): v for k, v in params.runs.items()},
+        params.instance_type,
+        params.processing_rule,
         accounting,
     )
     table.to_parquet(snakemake.output.parquet, index=False)

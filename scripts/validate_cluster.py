@@ -6,17 +6,18 @@ from pathlib import Path
 import boto3
 import yaml
 
-from lsst_on_aws import cluster, s3data, storage
+from lsst_on_aws.cloud import checks, pcluster, s3data, storage
+from lsst_on_aws.cloud.cluster import ClusterConfigError
 from lsst_on_aws.logs import fail, to_log
 
 with to_log(snakemake.log[0]) as log:
     session = boto3.Session(region_name=snakemake.params.region)
     doc = yaml.safe_load(Path(snakemake.input.yaml).read_text())
     try:
-        identity = cluster.caller_identity(session.client("sts"))
+        identity = checks.caller_identity(session.client("sts"))
         log.info("AWS identity %s (account %s)", identity["Arn"], identity["Account"])
-        cluster.check(doc, snakemake.params.name, ec2=session.client("ec2"))
-        cluster.check_buckets(doc, session.client("s3"))
+        checks.check(doc, snakemake.params.name, ec2=session.client("ec2"))
+        checks.check_buckets(doc, session.client("s3"))
         existing = snakemake.params.storage
         if existing["storage_id"]:
             subnet = doc["HeadNode"]["Networking"]["SubnetId"]
@@ -32,10 +33,10 @@ with to_log(snakemake.log[0]) as log:
             bucket_prefix = action["Script"].rsplit("/", 1)[0]
             script = {"bootstrap.sh": Path(snakemake.input.bootstrap)}
             uploaded = s3data.publish(session.client("s3"), script, bucket_prefix, log=log.info)
-        messages = cluster.dry_run(snakemake.input.yaml, snakemake.params.name, snakemake.params.suppress)
+        messages = pcluster.dry_run(snakemake.input.yaml, snakemake.params.name, snakemake.params.suppress)
     except (
-        cluster.CredentialsError,
-        cluster.ClusterConfigError,
+        checks.CredentialsError,
+        ClusterConfigError,
         storage.StorageError,
         s3data.S3DataError,
     ) as err:
@@ -47,7 +48,7 @@ with to_log(snakemake.log[0]) as log:
         "region": snakemake.params.region,
         "account": identity["Account"],
         "identity": identity["Arn"],
-        "dry_run": cluster.DRY_RUN_SUCCESS,
+        "dry_run": pcluster.DRY_RUN_SUCCESS,
         "messages": messages,
         "bootstrap": uploaded,
     }

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from conftest import aws_env, planned_jobs, snakemake
 
-from lsst_on_aws import costs
+from lsst_on_aws.accounting.bill import actual_bill
 
 
 def day(start, end, groups, estimated=False):
@@ -58,7 +58,7 @@ def post_canned(url: str, *results: dict) -> None:
 def test_bill_per_day_and_service(moto):
     post_canned(moto, CANNED)
     ce = boto3.client("ce", region_name="us-east-1")
-    bill = costs.actual_bill(ce, "lsst-on-aws:cluster", "rubin-1", "2026-11-25", "2026-11-27")
+    bill = actual_bill(ce, "lsst-on-aws:cluster", "rubin-1", "2026-11-25", "2026-11-27")
     assert list(bill["day"]) == ["2026-11-25", "2026-11-25", "2026-11-26"]
     assert bill["usd"].sum() == pytest.approx(1.85)
     assert list(bill["estimated"]) == [False, False, True]
@@ -76,7 +76,7 @@ def test_bill_follows_pages(moto):
     second = {"ResultsByTime": CANNED["ResultsByTime"][1:], "DimensionValueAttributes": []}
     post_canned(moto, first, second)
     ce = boto3.client("ce", region_name="us-east-1")
-    bill = costs.actual_bill(ce, "lsst-on-aws:cluster", "rubin-1", "2026-11-25", "2026-11-27")
+    bill = actual_bill(ce, "lsst-on-aws:cluster", "rubin-1", "2026-11-25", "2026-11-27")
     assert len(bill) == 3
     assert bill["usd"].sum() == pytest.approx(1.85)
 

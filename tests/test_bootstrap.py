@@ -18,7 +18,7 @@ import pytest
 import yaml
 from conftest import REPO_ROOT
 
-from lsst_on_aws import bootstrap, cluster
+from lsst_on_aws.cloud import bootstrap, checks, cluster
 
 DEFAULT = yaml.safe_load((REPO_ROOT / "config/config.yaml").read_text())
 
@@ -69,7 +69,7 @@ def test_action_reads_the_script_from_the_data_bucket_and_is_valid():
     assert action["Args"] == ["/shared/lsst-on-aws", "/shared/lsst-stack"]
     doc = cluster.render(settings, allowed_ips="10.0.0.1/32", bootstrap=action)
     assert doc["HeadNode"]["CustomActions"] == {"OnNodeConfigured": action}
-    assert cluster.schema_errors(doc, "run7") == []
+    assert checks.schema_errors(doc, "run7") == []
 
 
 def test_bootstrap_needs_a_bucket_unless_turned_off():

@@ -19,7 +19,7 @@ import yaml
 from botocore.stub import Stubber
 from conftest import REPO_ROOT
 
-from lsst_on_aws import cluster
+from lsst_on_aws.cloud import budgets, checks, cluster
 
 DEFAULT = yaml.safe_load((REPO_ROOT / "config/config.yaml").read_text())
 
@@ -32,8 +32,8 @@ def workflow_config(**cluster_keys) -> dict:
 
 def test_default_renders_a_valid_cluster():
     doc = cluster.render(workflow_config(), allowed_ips="203.0.113.7/32")
-    assert cluster.schema_errors(doc, "lsst-on-aws") == []
-    assert cluster.semantic_errors(doc) == []
+    assert checks.schema_errors(doc, "lsst-on-aws") == []
+    assert checks.semantic_errors(doc) == []
     assert doc["Region"] == "us-east-1"
     assert doc["HeadNode"]["Ssh"] == {"AllowedIps": "203.0.113.7/32", "KeyName": "rubin"}
     queues = doc["Scheduling"]["SlurmQueues"]
@@ -54,7 +54,7 @@ def test_each_shared_storage_is_valid_and_retained(storage):
     doc = cluster.render(
         workflow_config(storage_type=storage, data_bucket="rubin-raws"), allowed_ips="10.0.0.1/32"
     )
-    assert cluster.schema_errors(doc, "lsst-on-aws") == []
+    assert checks.schema_errors(doc, "lsst-on-aws") == []
     [shared] = doc["SharedStorage"]
     settings = next(v for k, v in shared.items() if k.endswith("Settings"))
     assert settings["DeletionPolicy"] == "Retain"
@@ -74,7 +74,7 @@ def test_nodes_get_the_buckets_of_the_data_source_and_of_publishing():
     ]
     assert doc["HeadNode"]["Iam"]["S3Access"] == expected
     assert all(queue["Iam"]["S3Access"] == expected for queue in doc["Scheduling"]["SlurmQueues"])
-    assert cluster.schema_errors(doc, "lsst-on-aws") == []
+    assert checks.schema_errors(doc, "lsst-on-aws") == []
 
 
 def test_on_demand_market_puts_on_demand_first_and_accounting_is_passed_on():
@@ -87,7 +87,7 @@ def test_on_demand_market_puts_on_demand_first_and_accounting_is_passed_on():
     doc = cluster.render(config, allowed_ips="10.0.0.1/32")
     assert doc["Scheduling"]["SlurmQueues"][0]["CapacityType"] == "ONDEMAND"
     assert doc["Scheduling"]["SlurmSettings"]["Database"]["Uri"] == "db.example.org:3306"
-    assert cluster.schema_errors(doc, "lsst-on-aws") == []
+    assert checks.schema_errors(doc, "lsst-on-aws") == []
 
 
 def test_missing_subnet_names_the_key():
@@ -100,18 +100,18 @@ def test_schema_errors_name_the_key():
     doc = cluster.render(workflow_config(), allowed_ips="10.0.0.1/32")
     doc["HeadNode"]["InstanceTyp"] = "t3.medium"
     doc["Scheduling"]["SlurmQueues"][0]["CapacityType"] = "CHEAP"
-    errors = cluster.schema_errors(doc, "lsst-on-aws")
+    errors = checks.schema_errors(doc, "lsst-on-aws")
     assert "HeadNode.InstanceTyp: Unknown field." in errors
     assert any(e.startswith("Scheduling.SlurmQueues[0].CapacityType: Must be one of") for e in errors)
     with pytest.raises(cluster.ClusterConfigError, match=r"HeadNode\.InstanceTyp: Unknown field"):
-        cluster.check(doc, "lsst-on-aws")
+        checks.check(doc, "lsst-on-aws")
 
 
 def test_semantic_errors_the_schema_misses():
     doc = cluster.render(workflow_config(), allowed_ips="0.0.0.0/0")
     doc["Scheduling"]["SlurmQueues"][1]["ComputeResources"][0]["MinCount"] = 9
-    assert cluster.schema_errors(doc, "lsst-on-aws") == []  # the schema lets both through
-    errors = cluster.semantic_errors(doc)
+    assert checks.schema_errors(doc, "lsst-on-aws") == []  # the schema lets both through
+    errors = checks.semantic_errors(doc)
     assert errors[0].startswith("HeadNode.Ssh.AllowedIps: 0.0.0.0/0 opens SSH to the whole internet")
     assert errors[1].startswith("Scheduling.SlurmQueues[1].ComputeResources[0]: Max count must be greater")
 
@@ -121,14 +121,14 @@ def test_instance_types_not_offered_in_the_region_are_named(moto):
     doc = cluster.render(workflow_config(compute_instance_type="hpc6a.48xlarge"), allowed_ips="10.0.0.1/32")
     doc["HeadNode"]["InstanceType"] = "c9z.huge"
     ec2 = boto3.client("ec2", region_name="us-east-1")
-    errors = cluster.semantic_errors(doc, ec2)
+    errors = checks.semantic_errors(doc, ec2)
     assert "HeadNode.InstanceType: instance type c9z.huge is not offered in us-east-1" in errors
     assert (
         "Scheduling.SlurmQueues[0].ComputeResources[0].InstanceType:"
         " instance type hpc6a.48xlarge is not offered in us-east-1"
     ) in errors
     ok = cluster.render(workflow_config(), allowed_ips="10.0.0.1/32")
-    assert cluster.semantic_errors(ok, ec2) == []
+    assert checks.semantic_errors(ok, ec2) == []
 
 
 def test_iam_user_credentials_are_accepted(moto, monkeypatch):
@@ -138,7 +138,7 @@ def test_iam_user_credentials_are_accepted(moto, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
     monkeypatch.delenv("AWS_SESSION_TOKEN")
-    identity = cluster.caller_identity(boto3.Session().client("sts"))
+    identity = checks.caller_identity(boto3.Session().client("sts"))
     assert identity["Arn"].endswith(":user/astronomer")
 
 
@@ -150,8 +150,8 @@ def test_missing_credentials_are_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing is sent without credentials
     sts = boto3.Session().client("sts", region_name="us-east-1")  # a new session: no cached credentials
-    with pytest.raises(cluster.CredentialsError, match="no AWS credentials were found"):
-        cluster.caller_identity(sts)
+    with pytest.raises(checks.CredentialsError, match="no AWS credentials were found"):
+        checks.caller_identity(sts)
 
 
 def test_root_credentials_are_refused():
@@ -162,25 +162,25 @@ def test_root_credentials_are_refused():
             "get_caller_identity",
             {"UserId": "123456789012", "Account": "123456789012", "Arn": "arn:aws:iam::123456789012:root"},
         )
-        with pytest.raises(cluster.CredentialsError, match="root user's credentials of account 123456789012"):
-            cluster.caller_identity(sts)
+        with pytest.raises(checks.CredentialsError, match="root user's credentials of account 123456789012"):
+            checks.caller_identity(sts)
 
 
 def test_rendered_file_is_what_pcluster_reads(tmp_path: Path):
     doc = cluster.render(workflow_config(), allowed_ips="10.0.0.1/32")
     path = tmp_path / "cluster.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    assert cluster.schema_errors(yaml.safe_load(path.read_text()), "lsst-on-aws") == []
+    assert checks.schema_errors(yaml.safe_load(path.read_text()), "lsst-on-aws") == []
 
 
 def test_budget_alarm_on_the_clusters_tag(moto):
     """AWS Budgets on moto: the budget filters on the cost tag and mails at 80 % and 100 %; idempotent."""
-    budgets = boto3.Session().client("budgets", region_name="us-east-1")
+    client = boto3.Session().client("budgets", region_name="us-east-1")
     args = ("123456789012", "lsst-on-aws", ("lsst-on-aws:cluster", "lsst-on-aws"), 25.0)
-    assert cluster.budget_alarm(budgets, *args, emails=["astronomer@example.org"]) == "created"
-    assert cluster.budget_alarm(budgets, *args, emails=["astronomer@example.org"]) == "exists"
-    budget = budgets.describe_budget(AccountId="123456789012", BudgetName="lsst-on-aws")["Budget"]
+    assert budgets.budget_alarm(client, *args, emails=["astronomer@example.org"]) == "created"
+    assert budgets.budget_alarm(client, *args, emails=["astronomer@example.org"]) == "exists"
+    budget = client.describe_budget(AccountId="123456789012", BudgetName="lsst-on-aws")["Budget"]
     assert budget["BudgetLimit"] == {"Amount": "25.00", "Unit": "USD"}
     assert budget["CostFilters"] == {"TagKeyValue": ["user:lsst-on-aws:cluster$lsst-on-aws"]}
-    answer = budgets.describe_notifications_for_budget(AccountId="123456789012", BudgetName="lsst-on-aws")
+    answer = client.describe_notifications_for_budget(AccountId="123456789012", BudgetName="lsst-on-aws")
     assert sorted(n["Threshold"] for n in answer["Notifications"]) == [80.0, 100.0]

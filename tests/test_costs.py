@@ -13,24 +13,28 @@ import boto3
 import pandas as pd
 import pytest
 from botocore.stub import Stubber
+from conftest import REPO_ROOT
 
-from lsst_on_aws import costs
+from lsst_on_aws.accounting import budget, model, prices
 
-C6I_8XL = costs.Price("c6i.8xlarge", "us-east-1", 32, 64.0, 1.36, "on-demand", "table", "2024-06-01")
+# the workflow's committed fallback table (rules/config.smk, PRICE_TABLE)
+TABLE = prices.load_price_table(REPO_ROOT / "config/prices/ec2-on-demand-2024-06.csv")
+
+C6I_8XL = prices.Price("c6i.8xlarge", "us-east-1", 32, 64.0, 1.36, "on-demand", "table", "2024-06-01")
 
 
 def test_fallback_table_prices_carry_source_and_date():
-    price = costs.table_price("c6i.8xlarge", "us-east-1")
+    price = prices.table_price("c6i.8xlarge", "us-east-1", TABLE)
     assert price == C6I_8XL
 
 
 def test_unknown_instance_type_is_named():
-    with pytest.raises(costs.PriceError, match=r"no price for c9z\.huge in us-east-1"):
-        costs.table_price("c9z.huge", "us-east-1")
+    with pytest.raises(prices.PriceError, match=r"no price for c9z\.huge in us-east-1"):
+        prices.table_price("c9z.huge", "us-east-1", TABLE)
 
 
 def test_fallback_table_is_well_formed():
-    table = costs.load_price_table()
+    table = TABLE
     assert not table.duplicated(["instance_type", "region"]).any()
     assert (table["usd_per_hour"] > 0).all()
     assert (table["vcpu"] > 0).all()
@@ -45,7 +49,7 @@ def test_fallback_table_is_well_formed():
     ],
 )
 def test_node_share_is_the_larger_of_cpu_and_memory(cpus, mem_mb, share):
-    assert costs.node_share(cpus, mem_mb, C6I_8XL) == pytest.approx(share)
+    assert model.node_share(cpus, mem_mb, C6I_8XL) == pytest.approx(share)
 
 
 def test_job_costs_exact_dollars():
@@ -57,7 +61,7 @@ def test_job_costs_exact_dollars():
             "mem_mb": [1000, 32768, 1000],
         }
     )
-    out = costs.job_costs(jobs, C6I_8XL)
+    out = model.job_costs(jobs, C6I_8XL)
     # 1.36 $/h x 1 h x 1/32; 1.36 x 0.5 h x 1/2; 1.36 x 0.01 h x 1
     assert out["usd"].tolist() == pytest.approx([0.0425, 0.34, 0.0136])
     assert out["usd"].sum() == pytest.approx(0.3961)
@@ -109,9 +113,9 @@ def test_pricing_api_price_with_stubber():
             "get_products",
             {"PriceList": [_product("c6i.8xlarge", "1.3600000000")], "FormatVersion": "aws_v1"},
         )
-        price = costs.api_price(pricing, "c6i.8xlarge", "us-east-1")
+        price = prices.api_price(pricing, "c6i.8xlarge", "us-east-1")
         stub.assert_no_pending_responses()
-    assert price == costs.Price(
+    assert price == prices.Price(
         "c6i.8xlarge", "us-east-1", 32, 64.0, 1.36, "on-demand", "pricing-api", "2026-11-01"
     )
 
@@ -121,8 +125,8 @@ def test_pricing_api_without_a_price_is_an_error():
     pricing = fake_client("pricing")
     with Stubber(pricing) as stub:
         stub.add_response("get_products", {"PriceList": [], "FormatVersion": "aws_v1"})
-        with pytest.raises(costs.PriceError, match=r"no on-demand Linux price for c6i\.8xlarge"):
-            costs.api_price(pricing, "c6i.8xlarge", "us-east-1")
+        with pytest.raises(prices.PriceError, match=r"no on-demand Linux price for c6i\.8xlarge"):
+            prices.api_price(pricing, "c6i.8xlarge", "us-east-1")
 
 
 def spot_history(*zone_prices: tuple[str, str]) -> list[dict]:
@@ -140,17 +144,17 @@ def test_spot_price_is_the_lowest_zone_with_stubber():
     history = spot_history(("us-east-1a", "0.3400"), ("us-east-1b", "0.2900"))
     with Stubber(ec2) as stub:
         stub.add_response("describe_spot_price_history", {"SpotPriceHistory": history})
-        price = costs.spot_price(ec2, C6I_8XL)
+        price = prices.spot_price(ec2, C6I_8XL)
     assert price.usd_per_hour == pytest.approx(0.29)
     assert (price.market, price.source, price.as_of) == ("spot", "spot-history", "2026-11-25")
     # the same job, spot against on-demand: the ratio of the prices
     jobs = pd.DataFrame({"wall_s": [3600.0], "cpus": [32], "mem_mb": [1000]})
-    assert costs.job_costs(jobs, price)["usd"].iloc[0] == pytest.approx(0.29)
+    assert model.job_costs(jobs, price)["usd"].iloc[0] == pytest.approx(0.29)
 
 
 def test_preflight_estimate_exact():
     # 1,000 CCDs x 210-315 core-s over 2 x 32 cores: 0.911-1.367 h; 2 nodes x 1.36 $/h
-    est = costs.estimate(1000, C6I_8XL, nodes=2)
+    est = budget.estimate(1000, C6I_8XL, nodes=2)
     assert est.core_s_low == 210_000
     assert est.wall_h_low == pytest.approx(210_000 / 64 / 3600)
     assert est.usd_low == pytest.approx(210_000 / 64 / 3600 * 2 * 1.36)
@@ -159,17 +163,17 @@ def test_preflight_estimate_exact():
 
 
 def test_budget_refuses_and_override_passes():
-    est = costs.estimate(1000, C6I_8XL, nodes=2)  # $2.48-$3.72
-    assert costs.check_budget(est, max_usd=5.0).startswith("within budget")
-    with pytest.raises(costs.BudgetError, match=r"exceeds the budget: .*\$3\.72, budget \$3\.00"):
-        costs.check_budget(est, max_usd=3.0)
-    assert costs.check_budget(est, max_usd=3.0, override=True).startswith("OVER BUDGET, overridden")
+    est = budget.estimate(1000, C6I_8XL, nodes=2)  # $2.48-$3.72
+    assert budget.check_budget(est, max_usd=5.0).startswith("within budget")
+    with pytest.raises(budget.BudgetError, match=r"exceeds the budget: .*\$3\.72, budget \$3\.00"):
+        budget.check_budget(est, max_usd=3.0)
+    assert budget.check_budget(est, max_usd=3.0, override=True).startswith("OVER BUDGET, overridden")
 
 
 # --- a run's costs from a known timing table ---------------------------------------------------
 
-C6I_2XL = costs.Price("c6i.2xlarge", "us-east-1", 8, 16.0, 0.34, "on-demand", "table", "2024-06-01")
-T3_MEDIUM = costs.Price("t3.medium", "us-east-1", 2, 4.0, 0.0416, "on-demand", "table", "2024-06-01")
+C6I_2XL = prices.Price("c6i.2xlarge", "us-east-1", 8, 16.0, 0.34, "on-demand", "table", "2024-06-01")
+T3_MEDIUM = prices.Price("t3.medium", "us-east-1", 2, 4.0, 0.0416, "on-demand", "table", "2024-06-01")
 T0 = pd.Timestamp("2026-11-26T10:00:00Z")
 
 
@@ -209,10 +213,10 @@ REQUESTED = {"ingest_raws": {"cpus": 1, "mem_mb": 1000}, "process_batch": {"cpus
 
 
 def test_run_job_costs_on_demand_and_spot_side_by_side():
-    spot = costs.assumed_spot(C6I_2XL, 0.25)
+    spot = prices.assumed_spot(C6I_2XL, 0.25)
     assert spot.usd_per_hour == pytest.approx(0.085)
     assert spot.source == "table x 0.25 (assumed spot fraction)"
-    jobs = costs.run_job_costs(known_timings(), REQUESTED, C6I_2XL, spot)
+    jobs = model.run_job_costs(known_timings(), REQUESTED, C6I_2XL, spot)
     assert len(jobs) == 3  # quanta are not jobs
     # process_batch: 2 of 8 CPUs for an hour at $0.34/h = $0.085; spot a quarter of that
     visit = jobs[jobs["rule"] == "process_batch"].iloc[0]
@@ -226,8 +230,8 @@ def test_run_job_costs_on_demand_and_spot_side_by_side():
 
 def test_task_costs_share_a_visit_job_by_quantum_time():
     timings = known_timings()
-    jobs = costs.run_job_costs(timings, REQUESTED, C6I_2XL, costs.assumed_spot(C6I_2XL))
-    tasks = costs.task_costs(jobs, timings)
+    jobs = model.run_job_costs(timings, REQUESTED, C6I_2XL, prices.assumed_spot(C6I_2XL))
+    tasks = model.task_costs(jobs, timings, "process_batch")
     visit1 = tasks[(tasks["rule"] == "process_batch") & (tasks["visit"] == 1)].set_index("task")
     assert visit1.loc["measure", "usd_on_demand"] == pytest.approx(0.085 * 1800 / 3600)
     assert visit1.loc["isr", "usd_on_demand"] == pytest.approx(0.085 * 900 / 3600)
@@ -240,8 +244,10 @@ def test_task_costs_share_a_visit_job_by_quantum_time():
 
 def test_detector_costs_sum_the_quanta_of_each_detector():
     timings = known_timings()
-    jobs = costs.run_job_costs(timings, REQUESTED, C6I_2XL, costs.assumed_spot(C6I_2XL))
-    detectors = costs.detector_costs(costs.task_costs(jobs, timings)).set_index(["visit", "detector"])
+    jobs = model.run_job_costs(timings, REQUESTED, C6I_2XL, prices.assumed_spot(C6I_2XL))
+    detectors = model.detector_costs(model.task_costs(jobs, timings, "process_batch")).set_index(
+        ["visit", "detector"]
+    )
     assert list(detectors.index) == [(1, 0), (1, 1)]
     assert detectors.loc[(1, 0), "usd_on_demand"] == pytest.approx(0.085 * 1800 / 3600)
     assert detectors.loc[(1, 1), "wall_s"] == pytest.approx(900)
@@ -250,15 +256,15 @@ def test_detector_costs_sum_the_quanta_of_each_detector():
 def test_busy_hours_is_the_union_of_padded_intervals():
     starts = pd.Series([T0, T0 + pd.Timedelta(minutes=30), T0 + pd.Timedelta(hours=5)])
     ends = pd.Series([T0 + pd.Timedelta(hours=1), T0 + pd.Timedelta(hours=2), T0 + pd.Timedelta(hours=6)])
-    assert costs.busy_hours(starts, ends) == pytest.approx(3.0)
+    assert model.busy_hours(starts, ends) == pytest.approx(3.0)
     # ten minutes of scale-down idle time after each stretch
-    assert costs.busy_hours(starts, ends, pad_s=600) == pytest.approx(3.0 + 2 / 6)
+    assert model.busy_hours(starts, ends, pad_s=600) == pytest.approx(3.0 + 2 / 6)
 
 
 def test_fixed_costs_head_node_storage_and_idle_compute_exact():
     timings = known_timings()
-    jobs = costs.run_job_costs(timings, REQUESTED, C6I_2XL, costs.assumed_spot(C6I_2XL))
-    fixed = costs.fixed_costs(jobs, T3_MEDIUM, C6I_2XL, 100, 0.08, scaledown_idle_s=600).set_index("category")
+    jobs = model.run_job_costs(timings, REQUESTED, C6I_2XL, prices.assumed_spot(C6I_2XL))
+    fixed = model.fixed_costs(jobs, T3_MEDIUM, C6I_2XL, 100, 0.08, scaledown_idle_s=600).set_index("category")
     # the cluster exists from the first start to 10 minutes after the last end: 4 h 16 min ... = 70 min
     lifetime_h = (360 + 3600 + 600) / 3600
     assert fixed.loc["head node", "usd"] == pytest.approx(0.0416 * lifetime_h)
@@ -268,27 +274,27 @@ def test_fixed_costs_head_node_storage_and_idle_compute_exact():
     assert fixed.loc["idle compute", "usd"] == pytest.approx(0.34 * idle_h)
     assert fixed.loc["head node", "price_source"] == "table"
     # a known cluster lifetime replaces the run's own span
-    fixed = costs.fixed_costs(jobs, T3_MEDIUM, C6I_2XL, 100, 0.08, 600, lifetime_h=10).set_index("category")
+    fixed = model.fixed_costs(jobs, T3_MEDIUM, C6I_2XL, 100, 0.08, 600, lifetime_h=10).set_index("category")
     assert fixed.loc["head node", "usd"] == pytest.approx(0.416)
 
 
 def test_cost_breakdown_totals_jobs_and_fixed_costs_on_the_chosen_market():
     timings = known_timings()
-    spot = costs.assumed_spot(C6I_2XL, 0.25)
-    jobs = costs.run_job_costs(timings, REQUESTED, C6I_2XL, spot)
-    fixed = costs.fixed_costs(jobs, T3_MEDIUM, spot, 100, 0.08, 600)
-    breakdown = costs.cost_breakdown(jobs, fixed, "spot").set_index("category")["usd"]
+    spot = prices.assumed_spot(C6I_2XL, 0.25)
+    jobs = model.run_job_costs(timings, REQUESTED, C6I_2XL, spot)
+    fixed = model.fixed_costs(jobs, T3_MEDIUM, spot, 100, 0.08, 600)
+    breakdown = model.cost_breakdown(jobs, fixed, "spot").set_index("category")["usd"]
     assert breakdown["jobs: process_batch"] == pytest.approx(2 * 0.02125)
     assert breakdown["total"] == pytest.approx(jobs["usd_spot"].sum() + fixed["usd"].sum())
 
 
 def test_cluster_lifetime_replaces_the_runs_own_span_for_head_node_and_storage():
     timings = known_timings()
-    spot = costs.assumed_spot(C6I_2XL, 0.25)
-    jobs = costs.run_job_costs(timings, REQUESTED, C6I_2XL, spot)
-    fixed = costs.fixed_costs(jobs, T3_MEDIUM, spot, 100, 0.08, 600)
-    run = costs.cost_breakdown(jobs, fixed, "spot")
-    whole = costs.with_cluster_lifetime(run, 2.5, T3_MEDIUM, 100, 0.08).set_index("category")["usd"]
+    spot = prices.assumed_spot(C6I_2XL, 0.25)
+    jobs = model.run_job_costs(timings, REQUESTED, C6I_2XL, spot)
+    fixed = model.fixed_costs(jobs, T3_MEDIUM, spot, 100, 0.08, 600)
+    run = model.cost_breakdown(jobs, fixed, "spot")
+    whole = model.with_cluster_lifetime(run, 2.5, T3_MEDIUM, 100, 0.08).set_index("category")["usd"]
     assert whole["head node"] == pytest.approx(0.0416 * 2.5)
     assert whole["shared storage"] == pytest.approx(100 * 0.08 * 2.5 / 730)
     kept = run.set_index("category")["usd"]
@@ -298,18 +304,18 @@ def test_cluster_lifetime_replaces_the_runs_own_span_for_head_node_and_storage()
 
 
 def test_visit_costs_sum_each_visits_jobs():
-    jobs = costs.run_job_costs(known_timings(), REQUESTED, C6I_2XL, costs.assumed_spot(C6I_2XL))
-    visits = costs.visit_costs(jobs).set_index("visit")
+    jobs = model.run_job_costs(known_timings(), REQUESTED, C6I_2XL, prices.assumed_spot(C6I_2XL))
+    visits = model.visit_costs(jobs).set_index("visit")
     assert visits.loc[1, "jobs"] == 2
     assert visits.loc[1, "usd_on_demand"] == pytest.approx(0.085 + 0.34 * 0.1 / 8)
     assert visits.loc[2, "usd_on_demand"] == pytest.approx(0.085)
 
 
 def test_instance_comparison_from_measured_cpu_and_memory():
-    jobs = costs.run_job_costs(known_timings(), REQUESTED, C6I_2XL, costs.assumed_spot(C6I_2XL))
-    r6i_large = costs.Price("r6i.large", "us-east-1", 2, 16.0, 0.126, "on-demand", "table", "2024-06-01")
-    table = costs.instance_comparison(
-        jobs, [(C6I_2XL, costs.assumed_spot(C6I_2XL)), (r6i_large, costs.assumed_spot(r6i_large))]
+    jobs = model.run_job_costs(known_timings(), REQUESTED, C6I_2XL, prices.assumed_spot(C6I_2XL))
+    r6i_large = prices.Price("r6i.large", "us-east-1", 2, 16.0, 0.126, "on-demand", "table", "2024-06-01")
+    table = model.instance_comparison(
+        jobs, [(C6I_2XL, prices.assumed_spot(C6I_2XL)), (r6i_large, prices.assumed_spot(r6i_large))]
     ).set_index("instance_type")
     # measured: each job needs 1 core (CPU time <= wall time); visit 2 peaks at 4 GB
     c6i = 0.34 * (0.1 * max(1 / 8, 300 / 16384) + 1 * max(1 / 8, 300 / 16384) + 1 * max(1 / 8, 4096 / 16384))
@@ -322,14 +328,14 @@ def test_instance_comparison_from_measured_cpu_and_memory():
 
 
 def test_measured_core_seconds_per_ccd_replace_rubins_figures():
-    low, high = costs.measured_core_s_per_ccd(known_timings(), REQUESTED, detectors=4)
+    low, high = budget.measured_core_s_per_ccd(known_timings(), REQUESTED, 4, "process_batch")
     assert (low, high) == (pytest.approx(3600 * 2 / 4), pytest.approx(3600 * 2 / 4))
     with pytest.raises(ValueError, match="no process_batch jobs"):
-        costs.measured_core_s_per_ccd(known_timings().iloc[:1], REQUESTED, 4)
+        budget.measured_core_s_per_ccd(known_timings().iloc[:1], REQUESTED, 4, "process_batch")
 
 
 def test_price_cache_reuses_fresh_prices_and_refetches_stale_ones(tmp_path):
-    cache = costs.PriceCache(tmp_path / "cache.json", max_age_days=7)
+    cache = prices.PriceCache(tmp_path / "cache.json", max_age_days=7)
     fetched = []
 
     def fetch():
@@ -339,7 +345,7 @@ def test_price_cache_reuses_fresh_prices_and_refetches_stale_ones(tmp_path):
     now = datetime(2026, 11, 26, tzinfo=UTC)
     assert cache.get("c6i.2xlarge", "us-east-1", "on-demand", fetch, now=now) == C6I_2XL
     # a new cache object reads the file: the price is fresh, no second fetch
-    again = costs.PriceCache(tmp_path / "cache.json", max_age_days=7)
+    again = prices.PriceCache(tmp_path / "cache.json", max_age_days=7)
     later = datetime(2026, 11, 30, tzinfo=UTC)
     assert again.get("c6i.2xlarge", "us-east-1", "on-demand", fetch, now=later) == C6I_2XL
     assert len(fetched) == 1
@@ -349,7 +355,7 @@ def test_price_cache_reuses_fresh_prices_and_refetches_stale_ones(tmp_path):
 
 
 def test_run_prices_from_the_table_need_no_aws():
-    on_demand, spot = costs.run_prices("c6i.2xlarge", "us-east-1", "table", spot_fraction=0.3)
+    on_demand, spot = prices.run_prices("c6i.2xlarge", "us-east-1", "table", table=TABLE, spot_fraction=0.3)
     assert on_demand == C6I_2XL
     assert spot.usd_per_hour == pytest.approx(0.102)
     assert spot.market == "spot"
@@ -372,13 +378,13 @@ def test_run_prices_from_aws_are_cached(tmp_path):
             "get_products", {"PriceList": [_product("c6i.8xlarge", "1.36")], "FormatVersion": "aws_v1"}
         )
         ec2_stub.add_response("describe_spot_price_history", {"SpotPriceHistory": history})
-        on_demand, spot = costs.run_prices(
-            "c6i.8xlarge", "us-east-1", "aws", cache=costs.PriceCache(cache_path), session=Session()
+        on_demand, spot = prices.run_prices(
+            "c6i.8xlarge", "us-east-1", "aws", cache=prices.PriceCache(cache_path), session=Session()
         )
         assert (on_demand.source, spot.source) == ("pricing-api", "spot-history")
         assert spot.usd_per_hour == pytest.approx(0.31)
-        again = costs.run_prices(
-            "c6i.8xlarge", "us-east-1", "aws", cache=costs.PriceCache(cache_path), session=Session()
+        again = prices.run_prices(
+            "c6i.8xlarge", "us-east-1", "aws", cache=prices.PriceCache(cache_path), session=Session()
         )
         prices_stub.assert_no_pending_responses()
     assert again == (on_demand, spot)

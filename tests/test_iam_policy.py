@@ -19,9 +19,20 @@ import contextlib
 import boto3
 import yaml
 from conftest import REPO_ROOT, moto_recording
-from test_lifecycle import NAME, pcluster_shaped_cluster
+from test_lifecycle import NAME, TARGETS, pcluster_shaped_cluster
 
-from lsst_on_aws import bootstrap, cluster, costs, iam, lifecycle, s3data, storage
+from lsst_on_aws.accounting import bill, prices
+from lsst_on_aws.cloud import (
+    bootstrap,
+    budgets,
+    checks,
+    cluster,
+    iam,
+    lifecycle,
+    pcluster,
+    s3data,
+    storage,
+)
 
 NOT_EMULATED = {"pricing:GetProducts"}
 
@@ -57,19 +68,20 @@ def test_policy_allows_exactly_what_the_workflow_calls(moto, moto_account, tmp_p
     retained = retained_storage(session)
     lifecycle_config = config | {"cluster": config["cluster"] | {"name": NAME}}
     with moto_recording(moto) as requests:
-        identity = cluster.caller_identity(session.client("sts"))
-        cluster.check(doc, "lsst-on-aws", ec2=session.client("ec2"))
-        cluster.check_buckets(doc, session.client("s3"))
+        identity = checks.caller_identity(session.client("sts"))
+        checks.check(doc, "lsst-on-aws", ec2=session.client("ec2"))
+        checks.check_buckets(doc, session.client("s3"))
         storage.check_reusable(storage.describe(session, retained[0]), "ebs", "us-east-1a")
         s3data.publish(session.client("s3"), {"bootstrap.sh": script}, action["Script"].rsplit("/", 1)[0])
-        cluster.dry_run(str(path), "lsst-on-aws", moto_account["suppress_validators"])
-        with contextlib.suppress(costs.PriceError):  # moto may have no history: the call is what counts
-            costs.spot_price(session.client("ec2"), costs.table_price("c6i.2xlarge", "us-east-1"))
+        pcluster.dry_run(str(path), "lsst-on-aws", moto_account["suppress_validators"])
+        with contextlib.suppress(prices.PriceError):  # moto may have no history: the call is what counts
+            table = prices.load_price_table(REPO_ROOT / "config/prices/ec2-on-demand-2024-06.csv")
+            prices.spot_price(session.client("ec2"), prices.table_price("c6i.2xlarge", "us-east-1", table))
         tag = ("lsst-on-aws:cluster", "lsst-on-aws")
-        costs.actual_bill(session.client("ce"), *tag, "2026-11-25", "2026-11-27")
-        cluster.budget_alarm(session.client("budgets"), identity["Account"], "lsst-on-aws", tag, 25.0)
+        bill.actual_bill(session.client("ce"), *tag, "2026-11-25", "2026-11-27")
+        budgets.budget_alarm(session.client("budgets"), identity["Account"], "lsst-on-aws", tag, 25.0)
         lifecycle.create(lifecycle_config, str(path), on_progress=lambda _: None)
-        lifecycle.teardown(lifecycle_config, run_ok=True, on_progress=lambda _: None)
+        lifecycle.teardown(lifecycle_config, run_ok=True, on_progress=lambda _: None, targets=TARGETS)
         for storage_id in retained:
             storage.delete(session, storage_id, tag[0], poll_s=0.1, on_progress=lambda _: None)
     called = iam.recorded_actions(requests)

@@ -21,10 +21,15 @@ import pytest
 import yaml
 from conftest import REPO_ROOT, moto_recording
 
-from lsst_on_aws import lifecycle
+from lsst_on_aws.cloud import lifecycle, providers
 
 VERSION = "3.16.1"
 NAME = "lsst-test"
+# the workflow's targets that delete what a teardown leaves, as the rules pass them
+TARGETS = {
+    "delete_cluster": f"results/clusters/{NAME}/deleted.json",
+    "delete_storage": "results/storage/{id}/deleted.json",
+}
 
 
 def pcluster_shaped_cluster(name: str = NAME, shared_volume: bool = False) -> str:
@@ -97,7 +102,7 @@ def pcluster_home(tmp_path, monkeypatch):
 
 def test_existing_cluster_is_adopted_never_duplicated(moto, pcluster_home):
     head = pcluster_shaped_cluster()
-    provider = lifecycle.Pcluster("us-east-1")
+    provider = providers.Pcluster("us-east-1")
     budgets = boto3.Session(region_name="us-east-1").client("budgets")
     with moto_recording(moto) as requests:
         record = lifecycle.create(
@@ -118,12 +123,15 @@ def test_existing_cluster_is_adopted_never_duplicated(moto, pcluster_home):
 def test_delete_waits_until_gone_and_is_idempotent(moto, pcluster_home):
     head = pcluster_shaped_cluster()
     seen = []
-    record = lifecycle.teardown(config("always"), run_ok=True, on_progress=seen.append)
+    record = lifecycle.teardown(config("always"), run_ok=True, on_progress=seen.append, targets=TARGETS)
     assert record["action"] == "deleted" and seen[-1] == f"cluster {NAME}: gone"
-    assert lifecycle.Pcluster("us-east-1").describe(NAME) is None
+    assert providers.Pcluster("us-east-1").describe(NAME) is None
     assert instance_state(head) == "terminated"
     # a rerun of an interrupted teardown finds nothing left to delete
-    assert lifecycle.teardown(config("always"), run_ok=True, on_progress=seen.append)["action"] == "absent"
+    assert (
+        lifecycle.teardown(config("always"), run_ok=True, on_progress=seen.append, targets=TARGETS)["action"]
+        == "absent"
+    )
 
 
 def test_teardown_names_the_retained_storage_and_leaves_it(moto, pcluster_home):
@@ -132,7 +140,7 @@ def test_teardown_names_the_retained_storage_and_leaves_it(moto, pcluster_home):
     [volume] = ec2.describe_volumes()["Volumes"]
     seen = []
 
-    record = lifecycle.teardown(config("always"), run_ok=True, on_progress=seen.append)
+    record = lifecycle.teardown(config("always"), run_ok=True, on_progress=seen.append, targets=TARGETS)
 
     assert record["action"] == "deleted"
     assert record["retained_storage"] == [{"id": volume["VolumeId"], "kind": "ebs"}]
@@ -157,7 +165,9 @@ def test_teardown_names_the_retained_storage_and_leaves_it(moto, pcluster_home):
 def test_teardown_policy(moto, pcluster_home, policy, run_ok, after_failure, action):
     head = pcluster_shaped_cluster()
     seen = []
-    record = lifecycle.teardown(config(policy), run_ok, on_progress=seen.append, after_failure=after_failure)
+    record = lifecycle.teardown(
+        config(policy), run_ok, on_progress=seen.append, targets=TARGETS, after_failure=after_failure
+    )
     assert record["action"] == action
     if action == "kept":
         assert instance_state(head) == "running"
@@ -176,12 +186,27 @@ def test_existing_provider_never_deletes():
         "head_node": {**settings["remote"]["head_node"], "host": "login1"},
     }
     seen = []
-    assert lifecycle.teardown(settings, run_ok=True, on_progress=seen.append)["action"] == "left running"
+    assert (
+        lifecycle.teardown(settings, run_ok=True, on_progress=seen.append, targets=TARGETS)["action"]
+        == "left running"
+    )
     assert "existing one" in seen[-1]
     settings["remote"]["head_node"]["host"] = ""
-    with pytest.raises(lifecycle.ClusterError, match=r"remote\.head_node\.host is empty"):
-        lifecycle.provider_of(settings)
+    with pytest.raises(providers.ClusterError, match=r"remote\.head_node\.host is empty"):
+        providers.provider_of(settings)
 
 
 def test_lifetime_from_pclusters_and_our_own_times():
     assert lifecycle.lifetime_hours("2026-11-26T07:00:00.000Z", "2026-11-26T09:30:00+00:00") == 2.5
+
+
+def test_the_ledger_says_whether_a_cluster_may_be_live(tmp_path):
+    """Marked before creation; cleared only once a teardown found the cluster gone."""
+    ledger = str(tmp_path / "records/.requested")
+    assert not lifecycle.was_requested(ledger)
+    lifecycle.mark_requested(ledger)
+    assert lifecycle.was_requested(ledger)
+    assert not lifecycle.record_gone({"action": "kept"}, ledger)
+    assert lifecycle.was_requested(ledger)
+    assert lifecycle.record_gone({"action": "deleted"}, ledger)
+    assert not lifecycle.was_requested(ledger)

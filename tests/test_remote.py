@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import SSHD_DIR, SSHD_PORT
 
-from lsst_on_aws import remote
+from lsst_on_aws.cloud import remote
 
 pytestmark = pytest.mark.sshd
 

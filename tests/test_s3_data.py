@@ -16,7 +16,7 @@ import boto3
 import pytest
 from conftest import aws_env, copy_workflow, snakemake, upload_tree
 
-from lsst_on_aws import s3data
+from lsst_on_aws.cloud import s3data
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import math
 import pandas as pd
 import pytest
 
-from lsst_on_aws import slurm
+from lsst_on_aws.accounting import slurm
 from lsst_on_aws.summary import add_job_accounting, read_jobs
 
 SACCT = """\

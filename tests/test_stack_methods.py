@@ -23,13 +23,12 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT, STACK_TAG, copy_workflow, free_port, snakemake
 
-from lsst_on_aws.stack import (
+from lsst_on_aws.stack.common import StackError, parse_eups_setup
+from lsst_on_aws.stack.eups import (
     LSSTINSTALL_DONE,
-    StackError,
     adopt_loaded_stack,
     install_lsstinstall_stack,
     lsstinstall_script,
-    parse_eups_setup,
 )
 
 TASKS = REPO_ROOT / "tasks"

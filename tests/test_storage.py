@@ -13,7 +13,7 @@ import boto3
 import pytest
 from conftest import aws_env, copy_workflow, snakemake
 
-from lsst_on_aws import storage
+from lsst_on_aws.cloud import storage
 
 TAG = "lsst-on-aws:cluster"
 

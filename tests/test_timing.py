@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lsst_on_aws import summary, timing
+from lsst_on_aws import summary
+from lsst_on_aws.accounting import timing
 
 BENCHMARK_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
@@ -36,11 +37,18 @@ def run_files(tmp_path):
     """A visit's ingest and processing, plus one whole-run job, as the workflow writes them."""
     t = pd.Timestamp("2026-11-26T10:00:00Z").timestamp()
     bench = tmp_path / "results/benchmarks"
-    benchmarks = [
-        write_benchmark(bench / "butler/create_repo.tsv", 3.0, 2.5, 150.0, t + 3),
-        write_benchmark(bench / "butler/raws/7/ingest_raws.tsv", 4.0, 3.0, 155.0, t + 8),
-        write_benchmark(bench / "batches/7-7/process_batch.tsv", 12.0, 10.0, 310.0, t + 30),
-    ]
+    # each benchmark file and whose it is, as the timing rule's parameter says
+    benchmarks = {
+        write_benchmark(bench / "butler/create_repo.tsv", 3.0, 2.5, 150.0, t + 3): {"rule": "create_repo"},
+        write_benchmark(bench / "butler/raws/7/ingest_raws.tsv", 4.0, 3.0, 155.0, t + 8): {
+            "rule": "ingest_raws",
+            "visit": 7,
+        },
+        write_benchmark(bench / "batches/7-7/process_batch.tsv", 12.0, 10.0, 310.0, t + 30): {
+            "rule": "process_batch",
+            "batch": "7-7",
+        },
+    }
     job = write_job_record(tmp_path, 7, "7-7", "2026-11-26T10:00:12", "2026-11-26T10:00:20", 8.0, 7.0)
     quanta = job.parent / "quanta.json"
     quanta.write_text(
@@ -69,12 +77,14 @@ def run_files(tmp_path):
             ]
         )
     )
-    return benchmarks, [str(job)], [str(quanta)]
+    return benchmarks, [str(job)], {7: str(quanta)}
 
 
 def test_one_row_per_job_and_quantum(run_files):
     benchmarks, jobs, quanta = run_files
-    table = timing.timing_table(benchmarks, jobs, quanta, {7: "SimCam/runs/x/7"}, "c6i.2xlarge")
+    table = timing.timing_table(
+        benchmarks, jobs, quanta, {7: "SimCam/runs/x/7"}, "c6i.2xlarge", "process_batch"
+    )
     assert list(table.columns) == timing.COLUMNS
     assert table["kind"].value_counts().to_dict() == {"job": 3, "quantum": 2}
     by_rule = table[table["kind"] == "job"].set_index("rule")
@@ -124,7 +134,9 @@ def test_slurm_accounting_is_joined_to_the_visit_job(run_files):
             }
         ]
     )
-    table = timing.timing_table(benchmarks, jobs, quanta, {7: "run/7"}, "c6i.2xlarge", accounting)
+    table = timing.timing_table(
+        benchmarks, jobs, quanta, {7: "run/7"}, "c6i.2xlarge", "process_batch", accounting
+    )
     visit_job = table[(table["kind"] == "job") & (table["rule"] == "process_batch")].iloc[0]
     assert visit_job["slurm_job_id"] == "42_3"
     assert visit_job["slurm_state"] == "COMPLETED"
@@ -143,7 +155,9 @@ def test_a_batch_job_is_one_row_per_visit_sharing_its_fixed_cost(tmp_path):
         write_job_record(tmp_path, 1, "1-2", "2026-11-26T10:00:05", "2026-11-26T10:00:13", 8.0, 7.0),
         write_job_record(tmp_path, 2, "1-2", "2026-11-26T10:00:13", "2026-11-26T10:00:19", 6.0, 5.0),
     ]
-    table = timing.timing_table([bench], [str(p) for p in jobs], [], {1: "r/1", 2: "r/2"}, "c6i.2xlarge")
+    benchmarks = {bench: {"rule": "process_batch", "batch": "1-2"}}
+    runs = {1: "r/1", 2: "r/2"}
+    table = timing.timing_table(benchmarks, [str(p) for p in jobs], {}, runs, "c6i.2xlarge", "process_batch")
     rows = table.set_index("visit")
     assert len(table) == 2 and set(table["batch"]) == {"1-2"} and set(table["rule"]) == {"process_batch"}
     # 20 s - (8 + 6) = 6 s of the job outside its visits, 3 s each; CPU 16 - 12 = 4, 2 each

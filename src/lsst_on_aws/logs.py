@@ -1,10 +1,11 @@
-"""Send a script's output to its Snakemake log file."""
+"""A script's output: its Snakemake log file, the user's terminal, and known errors said once."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -36,6 +37,16 @@ def to_log(path: str | Path):
 def to_terminal(text: str) -> None:
     """A line for the user's terminal, past the redirection of :func:`to_log`."""
     print(text, file=sys.__stderr__, flush=True)
+
+
+def progress(log: logging.Logger) -> Callable[[str], None]:
+    """A callback for long steps: each line it gets goes to the log and to the terminal."""
+
+    def report(line: str) -> None:
+        log.info("%s", line)
+        to_terminal(line)
+
+    return report
 
 
 def fail(log: logging.Logger, text: str) -> NoReturn:

@@ -150,10 +150,12 @@ def plot_costs(breakdown: pd.DataFrame, jobs: pd.DataFrame, market: str, path: s
     plt.close(fig)
 
 
-def plot_efficiency(timings: pd.DataFrame, path: str) -> None:
-    """Wall and CPU time per visit job (left) and CPU efficiency (CPU / wall) by rule (right)."""
+def plot_efficiency(timings: pd.DataFrame, processing_rule: str, path: str) -> None:
+    """Wall and CPU time per visit job (rule ``processing_rule``, left) and CPU efficiency
+    (CPU / wall) by rule (right).
+    """
     jobs = timings[timings["kind"] == "job"]
-    visits = jobs[jobs["rule"] == "process_batch"].sort_values("visit")
+    visits = jobs[jobs["rule"] == processing_rule].sort_values("visit")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     x = visits["visit"].astype(str)
     _visit_job_times(left, x, visits)

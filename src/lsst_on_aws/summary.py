@@ -140,7 +140,7 @@ def read_job_record(path: Path | str) -> dict:
 def add_job_accounting(table: pd.DataFrame, jobs: pd.DataFrame, accounting: pd.DataFrame) -> pd.DataFrame:
     """The visit table with where each visit ran, its resource use and, for Slurm jobs, their accounting.
 
-    ``accounting`` is :func:`lsst_on_aws.slurm.job_accounting`'s table; visits
+    ``accounting`` is :func:`lsst_on_aws.accounting.slurm.job_accounting`'s table; visits
     processed locally, or on a cluster without accounting, keep empty Slurm
     columns. The Slurm columns are the whole job's: visits processed in one
     batch share them.

@@ -3,19 +3,19 @@
 It joins what the run left behind:
 
 - the ``benchmark:`` file of every job (Snakemake's wall time, CPU time, peak
-  RSS and I/O; the file stem is the rule, the visit comes from the path);
+  RSS and I/O), with the rule, visit and batch it belongs to, as the workflow says;
 - each visit's ``job.json``, written by the processing job that ran it (the
   Slurm job id, host, batch, and the visit's own start, end, wall and CPU
   time);
 - Slurm accounting for those jobs, where ``sacct`` answers (node, state,
-  elapsed, CPU, MaxRSS), from :func:`lsst_on_aws.slurm.job_accounting`;
+  elapsed, CPU, MaxRSS), from :func:`lsst_on_aws.accounting.slurm.job_accounting`;
 - each visit's ``quanta.json``: the per-quantum run time, CPU time and peak
   memory that ``pipetask`` records in the Butler's ``<label>_metadata``
   datasets, exported by the processing job.
 
 Rows of ``kind`` "job" are Snakemake jobs; rows of ``kind`` "quantum" are the
 pipeline's tasks inside a processing job (their time is part of the job's).
-A processing job (rule ``process_batch``) runs a batch of visits one after
+A processing job runs a batch of visits one after
 another; it appears as one row per visit, so that every cost has its visit:
 the visit's own time, plus an equal share of what the job spent outside its
 visits (starting Python, importing the middleware). For a batch of one visit
@@ -31,7 +31,6 @@ the one host the processing jobs recorded.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -63,29 +62,26 @@ COLUMNS = [
     "slurm_cpu_s",
     "slurm_max_rss_mb",
 ]
-_VISIT_IN_PATH = re.compile(r"/(?:visits|raws?)/(\d+)/")
-PROCESSING_RULE = "process_batch"
 
 
 # benchmark columns -> timing columns
 BENCHMARK_COLUMNS = summary.BENCHMARK_COLUMNS | {"io_in": "io_in_mb", "io_out": "io_out_mb"}
 
 
-def read_benchmark_file(path: Path | str) -> dict:
+def read_benchmark_file(path: Path | str, job: dict) -> dict:
     """One job's row from its Snakemake benchmark file (the mean over repeats).
 
-    The rule is the file's stem; the visit is the number after ``visits/``,
-    ``raw/`` or ``raws/`` in the path; a processing job's batch is its folder.
+    ``job`` says whose file it is: its ``rule``, and its ``visit`` (or None)
+    and ``batch`` (a processing job's, else "").
     """
     path = Path(path)
     usage = summary.read_benchmark(path, BENCHMARK_COLUMNS)
-    match = _VISIT_IN_PATH.search(path.as_posix())
     end = pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC")
     return {
         "kind": "job",
-        "rule": path.stem,
-        "visit": int(match.group(1)) if match else pd.NA,
-        "batch": path.parent.name if path.stem == PROCESSING_RULE else "",
+        "rule": job["rule"],
+        "visit": pd.NA if job.get("visit") is None else int(job["visit"]),
+        "batch": job.get("batch", ""),
         "start": end - pd.Timedelta(seconds=usage["wall_s"]),
         "end": end,
         "time_source": "benchmark-file",
@@ -93,14 +89,14 @@ def read_benchmark_file(path: Path | str) -> dict:
     }
 
 
-def read_quanta(path: Path | str, visit: int, run: str) -> list[dict]:
-    """A visit's ``quanta.json`` as rows of kind "quantum"."""
+def read_quanta(path: Path | str, visit: int, run: str, rule: str) -> list[dict]:
+    """A visit's ``quanta.json`` as rows of kind "quantum", inside a job of ``rule``."""
     rows = []
     for record in json.loads(Path(path).read_text()):
         rows.append(
             {
                 "kind": "quantum",
-                "rule": PROCESSING_RULE,
+                "rule": rule,
                 "visit": visit,
                 "detector": pd.NA if record.get("detector") is None else int(record["detector"]),
                 "task_label": record["task_label"],
@@ -153,30 +149,36 @@ def visit_job_rows(batch: pd.Series, records: list[dict], runs: dict[int, str]) 
 
 
 def timing_table(
-    benchmark_paths: Iterable[str],
+    benchmarks: dict[str, dict],
     job_paths: Iterable[str],
-    quanta_paths: Iterable[str],
+    quanta_paths: dict[int, str],
     runs: dict[int, str],
     instance_type: str,
+    processing_rule: str,
     accounting: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The run's tidy timing table (see the module docstring).
 
     Parameters
     ----------
-    benchmark_paths
-        Every job's benchmark file.
-    job_paths, quanta_paths
-        The visits' ``job.json`` and ``quanta.json`` files.
+    benchmarks
+        Every job's benchmark file -> whose it is: ``{"rule", "visit", "batch"}``
+        (:func:`read_benchmark_file`).
+    job_paths
+        The visits' ``job.json`` files.
+    quanta_paths
+        Visit -> its ``quanta.json`` file.
     runs
         Visit -> its RUN collection.
     instance_type
         What the jobs ran on (or are costed as): the compute nodes' type.
+    processing_rule
+        The rule of the processing jobs, whose quanta are in ``quanta_paths``.
     accounting
-        :func:`lsst_on_aws.slurm.job_accounting`'s table for the visits' Slurm
-        jobs, or None.
+        :func:`lsst_on_aws.accounting.slurm.job_accounting`'s table for the
+        visits' Slurm jobs, or None.
     """
-    jobs = pd.DataFrame([read_benchmark_file(p) for p in benchmark_paths])
+    jobs = pd.DataFrame([read_benchmark_file(path, job) for path, job in benchmarks.items()])
     records = {r["visit"]: r for r in map(summary.read_job_record, job_paths)}
     rows = []
     for job in jobs.to_dict("records"):
@@ -195,9 +197,8 @@ def timing_table(
         # a local run: every job ran on the machine the visit jobs recorded
         jobs["node"] = jobs["node"].fillna(hosts.pop()) if "node" in jobs else hosts.pop()
     quanta = []
-    for path in quanta_paths:
-        visit = int(Path(path).parent.name)
-        quanta.extend(read_quanta(path, visit, runs.get(visit, "")))
+    for visit, path in quanta_paths.items():
+        quanta.extend(read_quanta(path, int(visit), runs.get(int(visit), ""), processing_rule))
     table = pd.concat([jobs, pd.DataFrame(quanta)], ignore_index=True)
     table = table.reindex(columns=COLUMNS)
     table["instance_type"] = instance_type

@@ -12,7 +12,7 @@ nothing that is already right.
 
 from __future__ import annotations
 
-from lsst_on_aws.cluster import ClusterConfigError
+from lsst_on_aws.cloud.cluster import ClusterConfigError
 
 SCRIPT = r"""#!/bin/bash
 # lsst-on-aws head-node bootstrap (ParallelCluster OnNodeConfigured), run as root.

@@ -205,7 +205,7 @@ def start_detached(node: HeadNode, remote_dir: str, command: str) -> dict:
     run_id = datetime.now(UTC).isoformat(timespec="seconds")
     script = (
         "#!/usr/bin/env bash\n"
-        f"# written by lsst_on_aws.remote at {run_id}\n"
+        f"# written by lsst_on_aws.cloud.remote at {run_id}\n"
         f"cd {shlex.quote(remote_dir)} || exit 1\n"
         f"(\n{command}\n)\n"  # a subshell: an `exit` in the command still records its status
         f"echo $? > {STATE_DIR}/run.rc.tmp && mv {STATE_DIR}/run.rc.tmp {STATE_DIR}/run.rc\n"
