@@ -83,15 +83,14 @@ def snakemake_env() -> dict[str, str]:
     return env
 
 
-def snakemake(
-    workdir: Path, *args: str, timeout: float = 1200, env: dict[str, str] | None = None
+def run_in(
+    workdir: Path, command: list[str], timeout: float = 1200, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
-    """Run the workflow environment's snakemake in ``workdir``; output captured as text.
-
-    ``env`` adds to (or replaces in) the environment of :func:`snakemake_env`.
+    """Run ``command`` in ``workdir`` in the environment of :func:`snakemake_env` (``env`` added to
+    it, or replacing in it); output captured as text.
     """
     return subprocess.run(
-        [str(BIN / "snakemake"), *args],
+        command,
         cwd=workdir,
         env=snakemake_env() | (env or {}),
         capture_output=True,
@@ -99,6 +98,13 @@ def snakemake(
         timeout=timeout,
         check=False,
     )
+
+
+def snakemake(
+    workdir: Path, *args: str, timeout: float = 1200, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run the workflow environment's snakemake in ``workdir`` (:func:`run_in`)."""
+    return run_in(workdir, [str(BIN / "snakemake"), *args], timeout, env)
 
 
 def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:

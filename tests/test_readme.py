@@ -35,6 +35,7 @@ from conftest import (
     REPO_ROOT,
     copy_workflow,
     planned_jobs,
+    run_in,
     snakemake_env,
 )
 
@@ -50,22 +51,6 @@ PLACEHOLDERS = {
     "{config}": "config/config.yaml",
 }
 COMMAND = re.compile(r"^(\.venv/bin/snakemake|snakemake|make)(\s|$)")
-# every rule of the control plane (control-plane.smk) and of the data plane (Snakefile)
-CONTROL_PLANE = {
-    "estimate_cost",
-    "cluster_config",
-    "validate_cluster",
-    "create_cluster",
-    "sync_workflow",
-    "remote_run",
-    "fetch_results",
-    "teardown",
-    "cluster_costs",
-    "delete_cluster",
-    "delete_storage",
-    "actual_bill",
-    "all",
-}
 # what a drive of a new cluster plans
 DRIVE = [
     "estimate_cost",
@@ -79,7 +64,8 @@ DRIVE = [
     "cluster_costs",
     "all",
 ]
-ANALYSIS = {"simulate_raws", "install_stack", "ingest_raws", "process_batch", "visit_results", "bundle"}
+# every rule of the control plane (control-plane.smk)
+CONTROL_PLANE = {*DRIVE, "delete_cluster", "delete_storage", "actual_bill"}
 # snakemake commands run for real in the demo run: they change nothing another test reads
 REAL = ("--report", "--unlock", "--lint")
 # a closed port on loopback: an AWS call in a dry run would fail here, never leave the machine
@@ -120,15 +106,7 @@ def shown() -> list[tuple[str, str]]:
 
 def run(workdir: Path, command: str, env: dict | None = None, timeout: float = 900):
     """``command`` in bash in ``workdir``, as the user's shell would run it."""
-    return subprocess.run(
-        ["bash", "-c", command],
-        cwd=workdir,
-        env=snakemake_env() | (env or {}),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_in(workdir, ["bash", "-c", command], timeout, env)
 
 
 def beside_shared(workdir: Path) -> Path:
