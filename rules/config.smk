@@ -1,11 +1,9 @@
 # Configuration: the schema check, and the constants and parameter helpers that
 # both the data plane (Snakefile) and the control plane (control-plane.smk) use.
 
-import shlex
 import sys
 from pathlib import Path
 
-from snakemake.logging import logger
 from snakemake.utils import validate
 
 from lsst_on_aws import config as checks

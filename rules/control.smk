@@ -4,6 +4,8 @@
 
 import json
 
+from snakemake.logging import logger
+
 from lsst_on_aws.cloud import lifecycle
 
 
@@ -21,6 +23,19 @@ def control_targets():
 REQUESTED_LEDGER = f"{CLUSTER_DIR}/.requested"
 DELETED_MARKER = f"{CLUSTER_DIR}/.deleted-after-failure"
 KNOWN_HOSTS = f"{CLUSTER_DIR}/known_hosts"
+# what the sync never sends to the head node, and never deletes there: the run's own
+# products, environments and caches
+SYNC_EXCLUDES = [
+    ".git/",
+    ".venv/",
+    ".snakemake/",
+    "results/",
+    "logs/",
+    "resources/",
+    "__pycache__/",
+    ".pytest_cache/",
+    ".ruff_cache/",
+]
 # what deletes what a teardown leaves, named to the user
 DELETE_TARGETS = {
     "delete_cluster": f"{CLUSTER_DIR}/deleted.json",

@@ -1,6 +1,8 @@
 # The data plane's hooks: before a run, Slurm jobs an interrupted run left
 # here are cancelled; after it, the visits that could not be processed are named.
 
+from snakemake.logging import logger
+
 from lsst_on_aws.accounting.slurm import cancel_orphaned_jobs
 from lsst_on_aws.summary import failed_visit_reasons
 

@@ -1,6 +1,8 @@
 # Input functions of the data plane: what each rule reads, for the configured
 # instrument, data source, stack and batches.
 
+import shlex
+
 
 def stack_lock(wildcards):
     """The pinned package list of a pip-mode stack tag (other methods have none)."""

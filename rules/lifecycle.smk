@@ -51,6 +51,7 @@ rule sync_workflow:
         data_plane=data_plane_config(),
         source_record=SOURCE_RECORD,
         known_hosts=KNOWN_HOSTS,
+        excludes=SYNC_EXCLUDES,
     script:
         "../scripts/sync_workflow.py"
 

@@ -21,7 +21,7 @@ with to_log(snakemake.log[0]) as log:
     source = provenance.git_state(Path.cwd())
     Path(snakemake.output.source).write_text(json.dumps(source, indent=2) + "\n")
     try:
-        remote.sync(node, str(Path.cwd()), directory)
+        remote.sync(node, str(Path.cwd()), directory, excludes=snakemake.params.excludes)
         remote.run(node, f"mkdir -p {directory}/{remote.STATE_DIR}")
         remote.copy_to(node, snakemake.output.config, f"{directory}/{remote.RUN_CONFIG}")
         remote.copy_to(node, snakemake.output.source, f"{directory}/{snakemake.params.source_record}")

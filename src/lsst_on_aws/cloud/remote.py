@@ -28,19 +28,6 @@ from datetime import UTC, datetime
 STATE_DIR = ".lsst-on-aws"
 # the resolved configuration the control plane sends for the run there
 RUN_CONFIG = f"{STATE_DIR}/config.yaml"
-# what `sync` never sends, and never deletes on the head node: the run's own products
-SYNC_EXCLUDES = [
-    ".git/",
-    ".venv/",
-    ".snakemake/",
-    "results/",
-    "logs/",
-    "resources/",
-    f"{STATE_DIR}/",
-    "__pycache__/",
-    ".pytest_cache/",
-    ".ruff_cache/",
-]
 _PROGRESS = re.compile(r"^(\d+) of (\d+) steps \((\d+%)\) done", re.M)
 
 
@@ -120,15 +107,18 @@ def _rsync(node: HeadNode, args: list[str], timeout: float) -> None:
         raise RemoteError(f"rsync with {node.describe()} failed ({failure})")
 
 
-def sync(node: HeadNode, local_dir: str, remote_dir: str, *, timeout: float = 1800) -> None:
+def sync(
+    node: HeadNode, local_dir: str, remote_dir: str, *, excludes: Iterable[str], timeout: float = 1800
+) -> None:
     """Make ``remote_dir`` on the head node hold the workflow of ``local_dir``.
 
     Files the local side no longer has are deleted there, except the run's
-    own products (`SYNC_EXCLUDES`: results, logs, the stack, Snakemake's
-    state), which are never sent and never deleted.
+    own products, ``excludes`` (rsync patterns: the workflow's results, logs,
+    stack, Snakemake's state) and the detached run's `STATE_DIR`, which are
+    never sent and never deleted.
     """
     run(node, f"mkdir -p {shlex.quote(remote_dir)}")
-    excludes = [f"--exclude={pattern}" for pattern in SYNC_EXCLUDES]
+    excludes = [f"--exclude={pattern}" for pattern in [*excludes, f"{STATE_DIR}/"]]
     source, target = f"{local_dir.rstrip('/')}/", f"{node.address}:{remote_dir}/"
     _rsync(node, ["--delete", *excludes, source, target], timeout)
 
