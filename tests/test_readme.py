@@ -222,7 +222,9 @@ def test_make_test_is_what_ci_runs():
     """``make test`` is this suite: .ci/run calls exactly it, and it runs pytest after its set-up."""
     ci = (REPO_ROOT / ".ci/run").read_text().splitlines()
     assert [line for line in ci if line and not line.startswith(("#", "set ", "cd "))] == ["make test"]
-    plan = subprocess.run(["make", "-n", "test"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    # --no-print-directory: under `make test` this is a sub-make, which would say where it is
+    dry = ["make", "--no-print-directory", "-n", "test"]
+    plan = subprocess.run(dry, cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert plan.stdout.strip().splitlines()[-1].endswith("bin/pytest")
 
 
