@@ -116,7 +116,6 @@ def teardown_after_failure():
     )
     if lifecycle.record_gone(record, REQUESTED_LEDGER):
         Path(DELETED_MARKER).write_text(json.dumps(record, indent=2) + "\n")
-    if record["action"] in ("deleted", "absent"):
         logger.warning(
             f"The run failed: cluster {CLUSTER_NAME} was deleted (remote.teardown:"
             f" {record['policy']}). Rerun to start again on a new cluster."

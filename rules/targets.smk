@@ -88,16 +88,18 @@ def benchmark_jobs(wildcards=None):
     # plain strings: a rule's benchmark attribute carries the rule with it, which a script's
     # parameters cannot
     jobs = {str(getattr(rules, name).benchmark): {"rule": name} for name in per_run}
-    stack = rules.install_stack
-    jobs[expand(stack.benchmark, tag=config["stack"]["tag"])[0]] = {
-        "rule": stack.rule.name
-    }
-    for batch in BATCHES:
-        path = expand(rules.process_batch.benchmark, batch=batch)[0]
-        jobs[path] = {"rule": rules.process_batch.rule.name, "batch": batch}
+    # one expand a rule: its files in the order of the values it is given
+    stack, tag = rules.install_stack, config["stack"]["tag"]
+    jobs[expand(stack.benchmark, tag=tag)[0]] = {"rule": stack.rule.name}
+    batches = list(BATCHES)
+    process = rules.process_batch
+    for batch, path in zip(
+        batches, expand(process.benchmark, batch=batches), strict=True
+    ):
+        jobs[path] = {"rule": process.rule.name, "batch": batch}
     for name in per_visit:
-        for visit in PROCESS_VISITS:
-            path = expand(getattr(rules, name).benchmark, visit=visit)[0]
+        paths = expand(getattr(rules, name).benchmark, visit=PROCESS_VISITS)
+        for visit, path in zip(PROCESS_VISITS, paths, strict=True):
             jobs[path] = {"rule": name, "visit": visit}
     return jobs
 

@@ -11,8 +11,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -20,17 +18,20 @@ class StackError(RuntimeError):
     """The stack cannot be installed as configured."""
 
 
-@contextmanager
-def snapshot(tasks_dir: Path) -> Iterator[Path]:
-    """A copy of the task package's source in a temporary folder, to install from.
+def install_tasks(python: str, tasks_dir: Path, log, target: Path | None = None) -> None:
+    """Install the project's task package into the stack whose interpreter is ``python`` (into
+    ``target``, a folder of its own, when given), not editable: the stack holds a snapshot of the
+    tasks, as a real install would.
 
-    A non-editable install builds in the source folder (setuptools' ``build/``);
-    building the copy leaves the workflow's own files as they were.
+    It is installed from a copy in a temporary folder: a non-editable install builds in the
+    source folder (setuptools' ``build/``), and the workflow's own files stay as they were.
     """
+    command = [find_uv(), "pip", "install", "--quiet", "--no-deps", "--python", python]
+    command += ["--target", str(target)] if target is not None else []
     with tempfile.TemporaryDirectory(prefix="lsst-on-aws-tasks-") as tmp:
         copy = Path(tmp) / tasks_dir.name
         shutil.copytree(tasks_dir, copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-        yield copy
+        run_logged([*command, str(copy)], log, uv_env(), what="installing the project's tasks into the stack")
 
 
 def find_uv() -> str:

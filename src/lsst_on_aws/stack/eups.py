@@ -13,14 +13,11 @@ from pathlib import Path
 
 from lsst_on_aws.stack.common import (
     StackError,
-    find_uv,
     in_stack,
+    install_tasks,
     parse_eups_setup,
     probe_stack,
-    run_logged,
-    snapshot,
     tree_digest,
-    uv_env,
     write_activation,
 )
 
@@ -84,14 +81,7 @@ def adopt_loaded_stack(
         ) from None
     python = found.strip().splitlines()[-1]
     shutil.rmtree(tasks, ignore_errors=True)
-    with snapshot(tasks_dir) as source:
-        install = [find_uv(), "pip", "install", "--quiet", "--no-deps", "--python", python]
-        run_logged(
-            [*install, "--target", str(tasks), str(source)],
-            log,
-            uv_env(),
-            what="installing the project's tasks into the stack",
-        )
+    install_tasks(python, tasks_dir, log, target=tasks)
     probe, eups_text = probe_stack(activate, log)
     manifest = {
         "method": method,

@@ -16,9 +16,9 @@ from lsst_on_aws.stack.common import (
     StackError,
     find_python,
     find_uv,
+    install_tasks,
     installed_packages,
     run_logged,
-    snapshot,
     tree_digest,
     uv_env,
     write_activation,
@@ -43,10 +43,7 @@ def install_pip_stack(
     env = uv_env()
     run_logged([uv, "venv", "--quiet", "--python", python, str(venv)], log, env)
     run_logged([uv, "pip", "sync", "--quiet", "--python", str(venv / "bin" / "python"), str(lock)], log, env)
-    # not editable: the stack holds a snapshot of the tasks, as a real install would
-    with snapshot(tasks_dir) as source:
-        install = [uv, "pip", "install", "--quiet", "--no-deps", "--python", str(venv / "bin" / "python")]
-        run_logged([*install, str(source)], log, env)
+    install_tasks(str(venv / "bin" / "python"), tasks_dir, log)
     activate = prefix / "activate.sh"
     write_activation(
         activate,
