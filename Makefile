@@ -11,9 +11,13 @@ UV_VERSION := 0.13.8
 export UV_NATIVE_TLS := 1
 export UV_PYTHON_DOWNLOADS := never
 
-# A Python $(PYTHON_VERSION): pyenv's if there is one, else python3.12 on PATH.
+# A Python $(PYTHON_VERSION): the one installed at PYTHON_PREFIX if that is given and there (on a
+# cluster, the bootstrap's on the shared storage, which every node runs), else pyenv's, else
+# python3.12 on PATH.
+PYTHON_PREFIX ?=
 BASE_PYTHON ?= $(shell p=$$(pyenv prefix $(PYTHON_VERSION) 2>/dev/null | head -1); \
-	if [ -n "$$p" ]; then echo "$$p/bin/python$(PYTHON_VERSION)"; else command -v python$(PYTHON_VERSION); fi)
+	if [ -x "$(PYTHON_PREFIX)/bin/python$(PYTHON_VERSION)" ]; then echo "$(PYTHON_PREFIX)/bin/python$(PYTHON_VERSION)"; \
+	elif [ -n "$$p" ]; then echo "$$p/bin/python$(PYTHON_VERSION)"; else command -v python$(PYTHON_VERSION); fi)
 
 .PHONY: help env demo report test lint format profiles services clean
 
@@ -21,7 +25,7 @@ help:
 	@echo "make demo   - set up and run the embedded default (simulated SimCam data, pip LSST stack)"
 	@echo "make test   - set up and run the whole test suite"
 	@echo "make lint   - ruff, snakefmt --check and snakemake --lint"
-	@echo "make services - start the local Slurm, PostgreSQL and stand-in head node (sshd) the tests use (root; installs Debian packages)"
+	@echo "make services - start the local Slurm, PostgreSQL, stand-in head node (sshd) and test cluster of several hosts the tests use (root; installs Debian packages)"
 	@echo "make clean  - remove results/, resources/ and logs/ of the embedded default"
 
 $(VENV)/.installed: envs/workflow.lock pyproject.toml tasks/pyproject.toml
@@ -52,13 +56,16 @@ demo: env
 	@echo "Bundle:        $(CURDIR)/results/provenance/lsst-on-aws-bundle.tar.gz"
 	@echo "Butler repo:   $(CURDIR)/results/butler/repo (chain SimCam/runs/single-visit)"
 
-# The tests' services, on loopback: a one-node Slurm cluster with accounting,
+# The tests' services: on loopback, a one-node Slurm cluster with accounting,
 # PostgreSQL for the Butler's scaled registry, and sshd as a stand-in cluster
-# head node (Debian packages; installed when missing, needs root).
+# head node; and a cluster of several hosts (network namespaces, a head node
+# and three compute nodes with their own root filesystems, sharing /shared).
+# Debian packages, installed when missing; needs root.
 services:
 	tests/services/slurm.sh start
 	tests/services/postgres.sh start
 	tests/services/sshd.sh start
+	tests/services/cluster.sh start
 
 test: env services
 	$(VENV)/bin/pytest

@@ -1,5 +1,8 @@
 # The LSST stack: installed once per tag (in <stack.prefix>/<tag>/, by the
-# configured method), activated by every LSST step through activate.sh.
+# configured method), activated by every LSST step through activate.sh. It is
+# installed where Snakemake runs (on a cluster, the head node, onto the shared
+# storage), not as a Slurm job: an lsstinstall takes hours, past any job's
+# time limit, and needs the internet, which compute nodes may not have.
 
 
 rule install_stack:
@@ -14,6 +17,7 @@ rule install_stack:
         "logs/stack/{tag}/install_stack.log",
     benchmark:
         "results/benchmarks/stack/{tag}/install_stack.tsv"
+    localrule: True
     conda:
         "../envs/workflow.yaml"
     params:

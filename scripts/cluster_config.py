@@ -10,7 +10,7 @@ with to_log(snakemake.log[0]) as log:
     try:
         allowed = config["cluster"]["allowed_ips"] or checks.own_cidr()
         uri = bootstrap.script_uri(config)
-        action = {"Script": uri, "Args": bootstrap.folders(config)} if uri else None
+        action = {"Script": uri, "Args": bootstrap.arguments(config)} if uri else None
         doc = cluster.render(config, allowed_ips=allowed, bootstrap=action)
         checks.check(doc, config["cluster"]["name"])
     except cluster.ClusterConfigError as err:

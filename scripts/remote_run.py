@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from lsst_on_aws.cloud import lifecycle, remote
+from lsst_on_aws.cloud import bootstrap, lifecycle, remote
 from lsst_on_aws.logs import fail, progress, to_log
 
 config = snakemake.params.config
@@ -14,8 +14,9 @@ with to_log(snakemake.log[0]) as log:
     node = lifecycle.node_from_record(
         config, json.loads(Path(snakemake.input.created).read_text()), snakemake.params.known_hosts
     )
-    # {config}: the resolved configuration the sync sent
+    # {config}: the resolved configuration the sync sent; {python_prefix}: the bootstrap's Python
     command = settings["command"].replace("{config}", remote.RUN_CONFIG)
+    command = command.replace("{python_prefix}", bootstrap.python_prefix(config))
     try:
         started = remote.start_detached(node, settings["directory"], command)
         how = "following the run already going on" if started["adopted"] else "started"

@@ -22,8 +22,9 @@ def render(config: dict, *, allowed_ips: str, bootstrap: dict | None = None) -> 
 
     ``allowed_ips`` is the CIDR allowed to reach the head node by SSH: the
     configured one, or the caller's own address as a /32 (resolved by the
-    caller of this function, never 0.0.0.0/0). ``bootstrap`` is the head
-    node's OnNodeConfigured action ({"Script": s3 URL, "Args": [...]}).
+    caller of this function, never 0.0.0.0/0). ``bootstrap`` is the
+    OnNodeConfigured action ({"Script": s3 URL, "Args": [...]}) of the head
+    node and of every queue's compute nodes (the script tells them apart).
     """
     cluster, costs = config["cluster"], config["costs"]
     if not cluster["subnet_id"]:
@@ -67,6 +68,8 @@ def render(config: dict, *, allowed_ips: str, bootstrap: dict | None = None) -> 
         }
         if s3_access:
             queue["Iam"] = {"S3Access": s3_access}
+        if bootstrap:
+            queue["CustomActions"] = {"OnNodeConfigured": bootstrap}
         queues.append(queue)
     slurm_settings = {"ScaledownIdletime": cluster["scaledown_idle_minutes"]}
     database = cluster["slurm_accounting"]

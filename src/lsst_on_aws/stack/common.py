@@ -46,8 +46,15 @@ def find_uv() -> str:
 
 
 def find_python(version: str) -> str:
-    """Path of an installed Python ``version`` (e.g. "3.12"), without downloading one."""
+    """Path of an installed Python ``version`` (e.g. "3.12"), without downloading one.
+
+    The interpreter the workflow itself runs on comes first, when it is that version: on a
+    cluster it is the one on the shared storage that every node runs (a stack made from a
+    head-node-only Python would fail on compute nodes). Then pyenv's, then the one on PATH.
+    """
     candidates = []
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
+        candidates.append(str(Path(sys.base_prefix) / "bin" / f"python{version}"))
     if shutil.which("pyenv"):
         out = subprocess.run(["pyenv", "prefix", version], capture_output=True, text=True, check=False)
         if out.returncode == 0 and out.stdout.strip():
