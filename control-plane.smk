@@ -34,6 +34,12 @@ include: "rules/cluster.smk"
 include: "rules/lifecycle.smk"
 
 
+# A control plane that was killed (a laptop that died) left Snakemake's locks: rerunning the
+# same command goes on, unless another control plane is running in this folder.
+for stale in lifecycle.release_stale_locks(CONTROL_LOCK, SNAKEMAKE_LOCKS):
+    logger.warning(f"removed {stale}, left by a control plane that was killed")
+
+
 rule all:
     input:
         control_targets(),

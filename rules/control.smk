@@ -21,8 +21,14 @@ def control_targets():
 # finds the cluster to tear down), and that the teardown after a failure deleted it (so that a
 # rerun creates a new one)
 REQUESTED_LEDGER = f"{CLUSTER_DIR}/.requested"
+# that a run was started on the cluster (written by remote_run, gone with the cluster's records)
+STARTED_LEDGER = f"{CLUSTER_DIR}/.run-started"
 DELETED_MARKER = f"{CLUSTER_DIR}/.deleted-after-failure"
 KNOWN_HOSTS = f"{CLUSTER_DIR}/known_hosts"
+# the control plane's own lock (an flock, gone with its process), and the folder of Snakemake's
+# locks, which a killed Snakemake leaves behind
+CONTROL_LOCK = ".lsst-on-aws/control-plane.lock"
+SNAKEMAKE_LOCKS = ".snakemake/locks"
 # what the sync never sends to the head node, and never deletes there: the run's own
 # products, environments and caches
 SYNC_EXCLUDES = [
@@ -107,6 +113,15 @@ def teardown_after_failure():
     """After a failed control-plane run, delete (or keep) the cluster as remote.teardown says, and say so."""
     if not lifecycle.was_requested(REQUESTED_LEDGER):
         return  # nothing was created
+    created = rules.create_cluster.output.record
+    going_on = lifecycle.run_goes_on(config, created, STARTED_LEDGER, KNOWN_HOSTS)
+    if going_on:
+        logger.warning(
+            f"The control plane stopped, but cluster {CLUSTER_NAME} is kept: {going_on}."
+            " Rerun the same command to follow the run again and fetch its results;"
+            f" remote.teardown ({config['remote']['teardown']}) applies once the run has ended."
+        )
+        return
     record = lifecycle.teardown(
         config,
         run_ok=False,

@@ -7,8 +7,11 @@
 # follow it; fetch the results; tear the cluster down as remote.teardown says.
 # created.json and synced.json describe a live cluster: they are temporary,
 # gone once the teardown has used them. After a failure, onerror tears down
-# by the same policy; a cluster it deleted is noted (DELETED_MARKER), an
-# input of create_cluster, so that a rerun creates a new one.
+# by the same policy, unless a run started on the cluster goes on (or its head
+# node cannot be reached to tell): an interrupted laptop never deletes a
+# healthy run, and rerunning the same command follows it again. A cluster it
+# deleted is noted (DELETED_MARKER), an input of create_cluster, so that a
+# rerun creates a new one.
 
 
 rule create_cluster:
@@ -72,6 +75,7 @@ rule remote_run:
     params:
         config=control_plane_config(),
         known_hosts=KNOWN_HOSTS,
+        started=STARTED_LEDGER,
     script:
         "../scripts/remote_run.py"
 

@@ -19,6 +19,8 @@ with to_log(snakemake.log[0]) as log:
     command = command.replace("{python_prefix}", bootstrap.python_prefix(config))
     try:
         started = remote.start_detached(node, settings["directory"], command)
+        # from here on, a failure of this machine's control plane keeps the cluster while the run goes on
+        lifecycle.mark_started(snakemake.params.started, started["id"])
         how = "following the run already going on" if started["adopted"] else "started"
         where = f"{settings['directory']}/{remote.STATE_DIR}/run.log"
         report(f"{how} on {node.describe()}: {command} (its log: {where})")
@@ -28,6 +30,7 @@ with to_log(snakemake.log[0]) as log:
             poll_s=settings["poll_seconds"],
             timeout_s=3600 * settings["run_timeout_hours"],
             on_progress=report,
+            reconnect_s=60 * settings["reconnect_minutes"],
         )
     except remote.RemoteError as err:
         fail(log, f"The run on the head node could not be followed: {err}")

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,7 +31,16 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO_ROOT, STACK_TAG, UV_CACHE, copy_workflow, planned_jobs, snakemake
+from conftest import (
+    BIN,
+    REPO_ROOT,
+    STACK_TAG,
+    UV_CACHE,
+    copy_workflow,
+    planned_jobs,
+    snakemake,
+    snakemake_env,
+)
 
 CLUSTER_DIR = Path(os.environ.get("LOCAL_CLUSTER_DIR", "/var/tmp/lsst-on-aws/cluster"))
 CLUSTER_SH = REPO_ROOT / "tests/services/cluster.sh"
@@ -81,8 +92,8 @@ def cluster_up():
             pytest.fail(f"the test cluster is not up (tests/services/cluster.sh start): {started.stderr}")
 
 
-def multihost_config(tmp_path: Path, name: str, **remote) -> Path:
-    """A config file: ``VISITS``, the emulated head node, a directory of its own on /shared."""
+def multihost_config(tmp_path: Path, name: str, visits: list[int] = VISITS, **remote) -> Path:
+    """A config file: ``visits``, the emulated head node, a directory of its own on /shared."""
     directory = f"/shared/tests/{name}"
     # the default command, after what stands in for the head node's internet: the package
     # caches, offline, and the uv wheel make env pip-installs
@@ -91,7 +102,7 @@ def multihost_config(tmp_path: Path, name: str, **remote) -> Path:
         f" PIP_NO_INDEX=1 PIP_FIND_LINKS={CLUSTER_DIR}/mirror/wheels"
     )
     settings = {
-        "process_visits": VISITS,
+        "process_visits": visits,
         "remote": {
             "provider": "existing",
             "head_node": {
@@ -167,3 +178,86 @@ def test_rerun_has_nothing_to_do(driven_run):
     config = str(driven_run.config)
     again = snakemake(driven_run.local, "--profile", "aws", "--configfile", config, "--dry-run")
     assert planned_jobs(again) == {}
+
+
+def start_control_plane(local: Path, config: Path, log: Path) -> subprocess.Popen:
+    """``snakemake --profile aws`` started in the background, in a process group of its own (as in a
+    terminal, where Ctrl-C and a closed lid reach every process of the command); output to ``log``.
+    """
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [str(BIN / "snakemake"), "--profile", "aws", "--configfile", str(config)],
+            cwd=local,
+            env=snakemake_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} after {timeout:.0f} s"
+        time.sleep(1)
+
+
+def test_a_laptop_that_goes_away_never_deletes_the_run(tmp_path):
+    """The control plane is killed (SIGKILL, a laptop that dies), interrupted (Ctrl-C), and loses the
+    head node for longer than its reconnect budget (the laptop's link down), each while the run on
+    the cluster goes on: each time the cluster is kept, and the same command, rerun, follows the
+    same run to its end, then applies the teardown policy (here the default, always).
+
+    With ``remote.provider: existing`` nothing would be deleted anyway: what is asserted is the
+    decision, which is the same code path for pcluster (its deletion itself is test_lifecycle's).
+    """
+    local = copy_workflow(tmp_path / "laptop")
+    name = f"away-{uuid.uuid4().hex[:8]}"
+    # a reconnect budget of 15 s instead of 10 minutes
+    config = multihost_config(tmp_path, name, visits=[1, 2, 3, 4, 5, 6], reconnect_minutes=0.25)
+    state = shared(f"/shared/tests/{name}") / ".lsst-on-aws"
+    records = local / "results/clusters/lsst-on-aws"
+
+    def run_alive() -> bool:
+        return on_head(f"kill -0 $(cat /shared/tests/{name}/.lsst-on-aws/run.pid)", check=False) == ""
+
+    # 1. the laptop dies while the run goes on
+    first = start_control_plane(local, config, tmp_path / "first.log")
+    wait_for(lambda: (state / "run.pid").exists(), 300, "run started on the head node")
+    run_id = (state / "run.id").read_text().strip()
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=60)
+    assert run_alive() and not (state / "run.rc").exists()
+
+    # 2. rerun, then Ctrl-C
+    second_log = tmp_path / "second.log"
+    second = start_control_plane(local, config, second_log)
+    wait_for(lambda: "following the run already going on" in second_log.read_text(), 180, "re-attachment")
+    os.killpg(second.pid, signal.SIGINT)
+    second.wait(timeout=120)
+    text = second_log.read_text()
+    assert "is kept: the run on it goes on" in text, text[-3000:]
+    assert run_alive() and not (records / "teardown.json").exists()
+
+    # 3. rerun, then the laptop loses its network for longer than the reconnect budget
+    third_log = tmp_path / "third.log"
+    third = start_control_plane(local, config, third_log)
+    wait_for(lambda: "following the run already going on" in third_log.read_text(), 180, "re-attachment")
+    cluster("unplug")
+    try:
+        third.wait(timeout=300)
+    finally:
+        cluster("plug")
+    text = third_log.read_text()
+    assert third.returncode != 0
+    assert "is kept: its head node cannot be reached to see whether the run goes on" in text, text[-3000:]
+    assert not (records / "teardown.json").exists()
+
+    # 4. the same command once more follows the same run to its end
+    final = snakemake(local, "--profile", "aws", "--configfile", str(config), timeout=1800)
+    assert final.returncode == 0, final.stderr[-4000:]
+    assert json.loads((records / "run.json").read_text())["id"] == run_id  # never started twice
+    teardown = json.loads((records / "teardown.json").read_text())
+    assert teardown["run_ok"] is True and teardown["policy"] == "always"
+    table = pd.read_csv(local / "results/summary/visits.csv")
+    assert table["visit"].tolist() == [1, 2, 3, 4, 5, 6] and set(table["status"]) == {"ok"}

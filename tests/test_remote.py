@@ -112,7 +112,7 @@ def test_unreachable_head_node_is_one_clear_error(node):
     with pytest.raises(remote.RemoteError, match="cannot reach the head node"):
         remote.sync(closed, "/tmp", "/tmp/nowhere", excludes=[])
     with pytest.raises(remote.RemoteError, match="cannot reach the head node"):
-        remote.follow(closed, "/tmp/nowhere", poll_s=0.01, on_progress=lambda _: None, reconnect_attempts=1)
+        remote.follow(closed, "/tmp/nowhere", poll_s=0.01, on_progress=lambda _: None, reconnect_s=0.05)
 
 
 def test_status_of_a_directory_without_a_run(node, tmp_path):

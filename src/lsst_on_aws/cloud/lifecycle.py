@@ -4,11 +4,14 @@ wait, reach its head node, tear it down as ``remote.teardown`` says.
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from lsst_on_aws.cloud import remote
 from lsst_on_aws.cloud.budgets import budget_alarm
 from lsst_on_aws.cloud.providers import Pcluster, now, provider_of
 from lsst_on_aws.cloud.remote import HeadNode
@@ -153,3 +156,62 @@ def record_gone(record: dict, ledger: str) -> bool:
     if gone:
         Path(ledger).unlink(missing_ok=True)
     return gone
+
+
+def mark_started(ledger: str, run_id: str) -> None:
+    """Note that a run was started (or adopted) on the cluster: from then on, a failure of this
+    machine's control plane must find out whether the run goes on before any teardown.
+    """
+    Path(ledger).parent.mkdir(parents=True, exist_ok=True)
+    Path(ledger).write_text(run_id + "\n")
+
+
+def run_goes_on(config: dict, created: str, started: str, known_hosts: str) -> str | None:
+    """After a failure of the control plane (Ctrl-C, a lost network, the follow limit): why the
+    cluster must stay, or None when nothing of a run would be lost.
+
+    The cluster stays while the run that was started on it (``started``, the ledger of
+    :func:`mark_started`) is still running there, and when its head node cannot be reached to
+    tell: a laptop that sleeps or loses its network never deletes a healthy run. A run that has
+    ended, or was never started, leaves the decision to ``remote.teardown``.
+    """
+    if not (Path(started).exists() and Path(created).exists()):
+        return None
+    node = node_from_record(config, json.loads(Path(created).read_text()), known_hosts)
+    directory = config["remote"]["directory"]
+    try:
+        state = remote.status(node, directory)["state"]
+    except remote.RemoteError as err:
+        return f"its head node cannot be reached to see whether the run goes on ({err})"
+    if state == "running":
+        return f"the run on it goes on ({node.describe()}:{directory})"
+    return None
+
+
+# the control plane's own lock, held for its process's life (the kernel lets it go when the
+# process dies, however it dies)
+_held: list = []
+
+
+def release_stale_locks(own_lock: str, snakemake_locks: str) -> list[str]:
+    """Take the control plane's own lock, ``own_lock``; when no other control plane holds it, the
+    locks Snakemake left in ``snakemake_locks`` are those of one that was killed (a laptop that
+    died, SIGKILL): remove them, so that rerunning the same command goes on. The paths removed.
+
+    Snakemake's own locks carry no process id and outlive a killed Snakemake, which then refuses
+    every rerun until ``--unlock``. This lock is an ``flock``: it cannot outlive its holder.
+    When another control plane holds it (one is running in this folder), nothing is touched and
+    Snakemake's locking refuses the second run as usual.
+    """
+    Path(own_lock).parent.mkdir(parents=True, exist_ok=True)
+    handle = open(own_lock, "a")  # noqa: SIM115 - held open until the process ends
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return []
+    _held.append(handle)
+    stale = sorted(Path(snakemake_locks).glob("*.lock")) if Path(snakemake_locks).is_dir() else []
+    for lock in stale:
+        lock.unlink(missing_ok=True)
+    return [str(lock) for lock in stale]

@@ -218,24 +218,25 @@ def follow(
     poll_s: float = 30,
     timeout_s: float = 86400,
     on_progress: Callable[[str], None] = print,
-    reconnect_attempts: int = 10,
+    reconnect_s: float = 600,
 ) -> dict:
     """Wait for the detached run to end, reporting each new progress line; its final `status`.
 
-    A dropped connection is retried (``reconnect_attempts`` in a row) without
-    touching the run. Raises `RemoteError` when the run is lost, the node
-    stays unreachable, or ``timeout_s`` passes (the run goes on).
+    A dropped connection is retried, without touching the run, for up to
+    ``reconnect_s`` since the last answer. Raises `RemoteError` when the run
+    is lost, the node stays unreachable that long, or ``timeout_s`` passes
+    (the run goes on).
     """
     deadline = time.monotonic() + timeout_s
-    last, failures = None, 0
+    last, failures, answered = None, 0, time.monotonic()
     while True:
         try:
             current = status(node, remote_dir)
-            failures = 0
+            failures, answered = 0, time.monotonic()
         except RemoteError as exc:
             failures += 1
-            if failures > reconnect_attempts:
-                tries = f"{failures} tries in a row"
+            if time.monotonic() - answered > reconnect_s:
+                tries = f"{failures} tries in {time.monotonic() - answered:.0f} s"
                 raise RemoteError(f"{exc} ({tries}); the run may still be going on") from exc
             on_progress(f"lost contact with {node.describe()} ({exc}); trying again")
             current = None
