@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from lsst_on_aws.cloud import bootstrap, lifecycle, remote
+from lsst_on_aws.cloud import bootstrap, cluster, lifecycle, remote
 from lsst_on_aws.logs import fail, progress, to_log
 
 config = snakemake.params.config
@@ -14,9 +14,11 @@ with to_log(snakemake.log[0]) as log:
     node = lifecycle.node_from_record(
         config, json.loads(Path(snakemake.input.created).read_text()), snakemake.params.known_hosts
     )
-    # {config}: the resolved configuration the sync sent; {python_prefix}: the bootstrap's Python
+    # {config}: the resolved configuration the sync sent; {python_prefix}: the bootstrap's Python;
+    # {partitions}: the cluster's queues the jobs go to
     command = settings["command"].replace("{config}", remote.RUN_CONFIG)
     command = command.replace("{python_prefix}", bootstrap.python_prefix(config))
+    command = command.replace("{partitions}", cluster.partitions(config))
     try:
         started = remote.start_detached(node, settings["directory"], command)
         # from here on, a failure of this machine's control plane keeps the cluster while the run goes on

@@ -88,6 +88,23 @@ def test_on_demand_market_puts_on_demand_first_and_accounting_is_passed_on():
     assert doc["Scheduling"]["SlurmQueues"][0]["CapacityType"] == "ONDEMAND"
     assert doc["Scheduling"]["SlurmSettings"]["Database"]["Uri"] == "db.example.org:3306"
     assert checks.schema_errors(doc, "lsst-on-aws") == []
+    # jobs go to on-demand nodes only, and no queue is preferred over another
+    assert cluster.partitions(config) == "ondemand"
+    assert not any("CustomSlurmSettings" in q for q in doc["Scheduling"]["SlurmQueues"])
+
+
+def test_spot_market_falls_back_to_on_demand_nodes():
+    """With spot, jobs go to both queues and Slurm starts them on spot nodes first (PriorityTier):
+    what no spot node can take (none to be had, one reclaimed) runs on an on-demand node instead
+    of waiting. Slurm's choice itself is tested on the test cluster (test_multihost.py).
+    """
+    config = workflow_config(market="spot")
+    doc = cluster.render(config, allowed_ips="10.0.0.1/32")
+    spot, ondemand = doc["Scheduling"]["SlurmQueues"]
+    assert (spot["Name"], ondemand["Name"]) == ("spot", "ondemand")
+    assert cluster.partitions(config) == "spot,ondemand"
+    assert spot["CustomSlurmSettings"] == {"PriorityTier": 10} and "CustomSlurmSettings" not in ondemand
+    assert checks.schema_errors(doc, "lsst-on-aws") == []
 
 
 def test_missing_subnet_names_the_key():

@@ -150,9 +150,9 @@ def test_the_run_spreads_over_compute_nodes_and_comes_back(driven_run):
     assert "home = /shared/lsst-on-aws-python/3.12/bin" in venv
     jobs = sacct_nodes(directory)
     assert set(jobs["state"]) == {"COMPLETED"}, jobs
-    # the jobs ran on the compute nodes, on both spot ones (the default queue); none on the head
+    # the jobs ran on the compute nodes, on both spot ones (preferred); none on the head node
     assert set(jobs["node"]) >= SPOT_NODES, jobs
-    assert set(jobs["partition"]) == {"spot"}
+    assert set(jobs["partition"]) <= {"spot", "ondemand"}
     # the results came back; the laptop ran none of the data plane
     table = pd.read_csv(local / "results/summary/visits.csv")
     assert table["visit"].tolist() == VISITS and set(table["status"]) == {"ok"}
@@ -162,16 +162,22 @@ def test_the_run_spreads_over_compute_nodes_and_comes_back(driven_run):
     assert teardown["action"] == "left running" and teardown["run_ok"] is True
 
 
-def test_the_butler_holds_each_dataset_once(driven_run):
-    directory = driven_run.directory
+def assert_each_dataset_once(directory: str, visits: list[int]) -> None:
+    """The Butler of the run in ``directory`` (read on the head node) holds each dataset of ``visits``
+    once, and every detector's (SimCam's 4) sources.
+    """
     python = f"{directory}/resources/stack/{STACK_TAG}/venv/bin/python"
     out = on_head(f"cd {directory} && {python} -c '{DATASET_QUERY}'")
     datasets = json.loads(out.strip().splitlines()[-1])
     for name, rows in datasets.items():
         keys = [(visit, detector) for visit, detector, _ in rows]
         assert len(keys) == len(set(keys)), f"{name} has a dataset twice"
-    assert {visit for visit, _, _ in datasets["single_visit_source"]} == set(VISITS)
-    assert len(datasets["single_visit_source"]) == 4 * len(VISITS)
+    assert {visit for visit, _, _ in datasets["single_visit_source"]} == set(visits)
+    assert len(datasets["single_visit_source"]) == 4 * len(visits)
+
+
+def test_the_butler_holds_each_dataset_once(driven_run):
+    assert_each_dataset_once(driven_run.directory, VISITS)
 
 
 def test_rerun_has_nothing_to_do(driven_run):
@@ -261,3 +267,56 @@ def test_a_laptop_that_goes_away_never_deletes_the_run(tmp_path):
     assert teardown["run_ok"] is True and teardown["policy"] == "always"
     table = pd.read_csv(local / "results/summary/visits.csv")
     assert table["visit"].tolist() == [1, 2, 3, 4, 5, 6] and set(table["status"]) == {"ok"}
+
+
+def running_jobs() -> list[dict]:
+    """The cluster's running jobs: id (with the array task), comment (rule_<name>...), node, partition."""
+    out = on_head("squeue -h -t RUNNING -o '%i|%k|%N|%P'")
+    fields = ("id", "comment", "node", "partition")
+    return [dict(zip(fields, line.split("|"), strict=True)) for line in out.splitlines()]
+
+
+def test_lost_spot_nodes_rerun_their_jobs_on_demand(tmp_path):
+    """Both spot nodes are lost while a visit is processed on one of them (their PID 1 killed, every
+    process on them with it, as a spot reclaim ends an instance): Slurm requeues the visit's job,
+    which runs again, on the on-demand node, the only one left, as do all the jobs after it (the
+    jobs go to "spot,ondemand", spot preferred). Nothing is lost or duplicated: the run ends well
+    and the Butler holds each visit's datasets once. The nodes boot again afterwards.
+    """
+    local = copy_workflow(tmp_path / "laptop")
+    name = f"lost-{uuid.uuid4().hex[:8]}"
+    visits = [1, 2, 3, 4, 5, 6]
+    config = multihost_config(tmp_path, name, visits=visits)
+    control = start_control_plane(local, config, tmp_path / "control-plane.log")
+    victim: list[dict] = []
+    try:
+
+        def visit_on_spot() -> bool:
+            victim[:] = [
+                job
+                for job in running_jobs()
+                if job["comment"].startswith("rule_process_batch") and job["node"] in SPOT_NODES
+            ][:1]
+            return bool(victim)
+
+        wait_for(visit_on_spot, 600, "visit processed on a spot node")
+        for node in sorted(SPOT_NODES):
+            cluster("crash", node)
+        control.wait(timeout=1800)
+    finally:
+        if control.poll() is None:
+            os.killpg(control.pid, signal.SIGKILL)
+        cluster("start", timeout=600)
+    text = (tmp_path / "control-plane.log").read_text()
+    assert control.returncode == 0, text[-4000:]
+    job = victim[0]
+    history = on_head(f"sacct -a -D -X -n -P -j {job['id']} -o JobID,NodeList,Partition,State")
+    attempts = [line.split("|") for line in history.splitlines() if line]
+    assert attempts[0][1] == job["node"] and attempts[0][3] == "NODE_FAIL", attempts
+    assert attempts[-1][1:] == ["ondemand-st-compute-1", "ondemand", "COMPLETED"], attempts
+    # every job that ended after the loss ran on demand
+    later = sacct_nodes(f"/shared/tests/{name}")
+    assert set(later[later["state"] == "COMPLETED"]["node"]) >= {"ondemand-st-compute-1"}
+    table = pd.read_csv(local / "results/summary/visits.csv")
+    assert table["visit"].tolist() == visits and set(table["status"]) == {"ok"}
+    assert_each_dataset_once(f"/shared/tests/{name}", visits)

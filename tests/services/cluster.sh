@@ -213,7 +213,7 @@ configure() {
 		echo "NodeName=$n NodeAddr=$(address "$n") CPUs=1 RealMemory=4000 State=UNKNOWN" >>"$DIR/etc/slurm.conf"
 	done
 	{
-		echo "PartitionName=spot Nodes=$(IFS=,; echo "${SPOT[*]}") Default=YES MaxTime=INFINITE State=UP"
+		echo "PartitionName=spot Nodes=$(IFS=,; echo "${SPOT[*]}") Default=YES PriorityTier=10 MaxTime=INFINITE State=UP"
 		echo "PartitionName=ondemand Nodes=$(IFS=,; echo "${ONDEMAND[*]}") MaxTime=INFINITE State=UP"
 	} >>"$DIR/etc/slurm.conf"
 	cat >"$DIR/etc/slurmdbd.conf" <<-EOF
@@ -370,9 +370,13 @@ start() {
 	install_packages "${HOST_PACKAGES[@]}"
 	build_rootfs
 	build_mirror
+	local conf_before
+	conf_before=$(cat "$DIR/etc/slurm.conf" 2>/dev/null || true)
 	configure
 	network
 	head_up
+	# a running cluster whose settings changed reads them again
+	[ "$conf_before" = "$(cat "$DIR/etc/slurm.conf")" ] || on head scontrol reconfigure
 	for n in "${NODES[@]}"; do node_up "$n"; done
 	# every compute node registered and idle; one that was DOWN (crashed, booted again) is resumed
 	deadline=$((SECONDS + 120))

@@ -52,7 +52,7 @@ def render(config: dict, *, allowed_ips: str, bootstrap: dict | None = None) -> 
     if s3_access:
         head_node["Iam"] = {"S3Access": s3_access}
     queues = []
-    for capacity in ("SPOT", "ONDEMAND") if cluster["market"] == "spot" else ("ONDEMAND", "SPOT"):
+    for capacity in queue_order(cluster["market"]):
         queue = {
             "Name": capacity.lower(),
             "CapacityType": capacity,
@@ -70,6 +70,9 @@ def render(config: dict, *, allowed_ips: str, bootstrap: dict | None = None) -> 
             queue["Iam"] = {"S3Access": s3_access}
         if bootstrap:
             queue["CustomActions"] = {"OnNodeConfigured": bootstrap}
+        if capacity == "SPOT" and cluster["market"] == "spot":
+            # jobs sent to both queues (partitions()) start on spot nodes whenever one can take them
+            queue["CustomSlurmSettings"] = {"PriorityTier": 10}
         queues.append(queue)
     slurm_settings = {"ScaledownIdletime": cluster["scaledown_idle_minutes"]}
     database = cluster["slurm_accounting"]
@@ -87,6 +90,22 @@ def render(config: dict, *, allowed_ips: str, bootstrap: dict | None = None) -> 
         "SharedStorage": [_shared_storage(cluster)],
         "Tags": tags,
     }
+
+
+def queue_order(market: str) -> tuple[str, str]:
+    """The queues' capacity types, the configured market's first (the cluster's default queue)."""
+    return ("SPOT", "ONDEMAND") if market == "spot" else ("ONDEMAND", "SPOT")
+
+
+def partitions(config: dict) -> str:
+    """The Slurm partitions the data plane's jobs go to (``slurm_partition``): with the spot market,
+    both queues, spot preferred (its ``PriorityTier``), so that a job that no spot node can take
+    (capacity not to be had, a spot node reclaimed and not replaced) starts on an on-demand one
+    instead of waiting; with the on-demand market, the on-demand queue alone.
+    """
+    if config["cluster"]["market"] == "spot":
+        return ",".join(capacity.lower() for capacity in queue_order("spot"))
+    return "ondemand"
 
 
 def s3_buckets(config: dict) -> list[dict]:
