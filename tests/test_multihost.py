@@ -23,6 +23,7 @@ import json
 import os
 import signal
 import subprocess
+import tarfile
 import time
 import uuid
 from pathlib import Path
@@ -136,6 +137,9 @@ def driven_run(tmp_path_factory):
     """``snakemake --profile aws`` run to its end against the emulated cluster's head node."""
     tmp_path = tmp_path_factory.mktemp("multihost")
     local = copy_workflow(tmp_path / "laptop")
+    git = ["git", "-C", str(local), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "the user's checkout"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
     name = f"run-{uuid.uuid4().hex[:8]}"
     config = multihost_config(tmp_path, name)
     result = snakemake(local, "--profile", "aws", "--configfile", str(config), timeout=2400)
@@ -153,13 +157,32 @@ def test_the_run_spreads_over_compute_nodes_and_comes_back(driven_run):
     # the jobs ran on the compute nodes, on both spot ones (preferred); none on the head node
     assert set(jobs["node"]) >= SPOT_NODES, jobs
     assert set(jobs["partition"]) <= {"spot", "ondemand"}
+    # the head node ran the data plane with the resolved config
+    sent = (shared(directory) / ".lsst-on-aws/config.yaml").read_text()
+    assert "process_visits:\n- 1\n- 2\n" in sent
     # the results came back; the laptop ran none of the data plane
     table = pd.read_csv(local / "results/summary/visits.csv")
     assert table["visit"].tolist() == VISITS and set(table["status"]) == {"ok"}
-    assert (local / "results/provenance/lsst-on-aws-bundle.tar.gz").exists()
+    assert (local / "results/costs/estimate.json").exists()  # the budget check ran here first
     assert not (local / "results/butler").exists()
-    teardown = json.loads((local / "results/clusters/lsst-on-aws/teardown.json").read_text())
+    assert "Finished jobid" in (local / ".lsst-on-aws/run.log").read_text()
+    # the bundle made on the head node (no .git there) names the laptop's commit
+    head = subprocess.run(["git", "-C", str(local), "rev-parse", "HEAD"], capture_output=True, text=True)
+    with tarfile.open(local / "results/provenance/lsst-on-aws-bundle.tar.gz") as bundle:
+        manifest = json.load(bundle.extractfile("MANIFEST.json"))
+    assert (manifest["workflow"]["commit"], manifest["workflow"]["dirty"]) == (head.stdout.strip(), False)
+    # progress was reported while it ran, and the records say how it ended
+    assert "remote run: " in result.stderr and "steps (100%) done" in result.stderr
+    records = local / "results/clusters/lsst-on-aws"
+    run = json.loads((records / "run.json").read_text())
+    assert run["rc"] == 0 and run["head_node"] == f"root@{HEAD}:22"
+    teardown = json.loads((records / "teardown.json").read_text())
     assert teardown["action"] == "left running" and teardown["run_ok"] is True
+    # an existing head node has no lifetime of ours to pay: the run's own breakdown
+    fetched = pd.read_csv(local / "results/costs/breakdown.csv")
+    pd.testing.assert_frame_equal(pd.read_csv(records / "costs.csv"), fetched)
+    # the records of a live cluster are gone with it
+    assert not (records / "created.json").exists()
 
 
 def assert_each_dataset_once(directory: str, visits: list[int]) -> None:
