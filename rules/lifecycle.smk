@@ -11,7 +11,10 @@
 # node cannot be reached to tell): an interrupted laptop never deletes a
 # healthy run, and rerunning the same command follows it again. A cluster it
 # deleted is noted (DELETED_MARKER), an input of create_cluster, so that a
-# rerun creates a new one.
+# rerun creates a new one. When the run ends, a dead man's switch starts on the
+# head node: a cluster that no control plane settles (fetches and keeps or
+# deletes) within remote.abandon_hours tears itself down
+# (lsst_on_aws.cloud.abandon).
 
 
 rule create_cluster:
@@ -76,6 +79,11 @@ rule remote_run:
         config=control_plane_config(),
         known_hosts=KNOWN_HOSTS,
         started=STARTED_LEDGER,
+        # the dead man's switch on the head node: the workflow's interpreter there (make env's),
+        # and where it records a teardown of its own
+        python=".venv/bin/python",
+        abandoned=".lsst-on-aws/abandoned.json",
+        targets=DELETE_TARGETS,
     script:
         "../scripts/remote_run.py"
 
@@ -119,6 +127,7 @@ rule teardown:
         after_run=True,
         ledger=REQUESTED_LEDGER,
         targets=DELETE_TARGETS,
+        known_hosts=KNOWN_HOSTS,
     script:
         "../scripts/teardown.py"
 
@@ -140,6 +149,7 @@ rule delete_cluster:
         after_run=False,
         ledger=REQUESTED_LEDGER,
         targets=DELETE_TARGETS,
+        known_hosts=KNOWN_HOSTS,
     script:
         "../scripts/teardown.py"
 

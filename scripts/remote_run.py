@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from lsst_on_aws.cloud import bootstrap, cluster, lifecycle, remote
+from lsst_on_aws.cloud import abandon, bootstrap, cluster, lifecycle, remote
 from lsst_on_aws.logs import fail, progress, to_log
 
 config = snakemake.params.config
@@ -19,8 +19,18 @@ with to_log(snakemake.log[0]) as log:
     command = settings["command"].replace("{config}", remote.RUN_CONFIG)
     command = command.replace("{python_prefix}", bootstrap.python_prefix(config))
     command = command.replace("{partitions}", cluster.partitions(config))
+    # the dead man's switch: the cluster tears itself down if no control plane settles it in time
+    watchdog = ""
+    if settings["abandon_hours"]:
+        teardown = abandon.teardown_command(
+            snakemake.params.python, remote.RUN_CONFIG, snakemake.params.abandoned, snakemake.params.targets
+        )
+        hours = settings["abandon_hours"]
+        watchdog = abandon.watchdog_script(
+            settings["directory"], hours, remote.SETTLED, teardown, poll_s=min(60, hours * 180)
+        )
     try:
-        started = remote.start_detached(node, settings["directory"], command)
+        started = remote.start_detached(node, settings["directory"], command, watchdog=watchdog)
         # from here on, a failure of this machine's control plane keeps the cluster while the run goes on
         lifecycle.mark_started(snakemake.params.started, started["id"])
         how = "following the run already going on" if started["adopted"] else "started"

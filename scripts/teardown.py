@@ -5,7 +5,7 @@ delete_cluster, whatever became of it); fail if the remote run failed.
 import json
 from pathlib import Path
 
-from lsst_on_aws.cloud import lifecycle
+from lsst_on_aws.cloud import lifecycle, remote
 from lsst_on_aws.cloud.providers import ClusterError
 from lsst_on_aws.logs import fail, progress, to_log
 
@@ -22,6 +22,20 @@ with to_log(snakemake.log[0]) as log:
         record["created_at"] = created_at
         record["lifetime_h"] = round(lifecycle.lifetime_hours(created_at, record["deleted_at"]), 4)
     lifecycle.record_gone(record, params.ledger)
+    if params.after_run and record["action"] in ("kept", "left running"):
+        # the cluster's fate is decided: its dead man's switch stands down
+        node = lifecycle.node_from_record(
+            config, json.loads(Path(snakemake.input.created).read_text()), params.known_hosts
+        )
+        try:
+            remote.mark_settled(node, config["remote"]["directory"])
+        except remote.RemoteError as err:
+            log.warning(
+                "could not tell the head node that the cluster is to be kept (%s): its dead man's switch"
+                " deletes it remote.abandon_hours after the run's end; rerun to try again",
+                err,
+            )
+            raise SystemExit(1) from err
     Path(snakemake.output.record).write_text(json.dumps(record, indent=2) + "\n")
     if run_ok is False:
         fail(

@@ -201,3 +201,13 @@ def test_budget_alarm_on_the_clusters_tag(moto):
     assert budget["CostFilters"] == {"TagKeyValue": ["user:lsst-on-aws:cluster$lsst-on-aws"]}
     answer = client.describe_notifications_for_budget(AccountId="123456789012", BudgetName="lsst-on-aws")
     assert sorted(n["Threshold"] for n in answer["Notifications"]) == [80.0, 100.0]
+
+
+def test_head_node_gets_the_policy_its_dead_mans_switch_needs():
+    arn = "arn:aws:iam::123456789012:policy/lsst-on-aws-head-node"
+    config = workflow_config(head_node_policy_arn=arn, data_bucket="rubin-raws")
+    doc = cluster.render(config, allowed_ips="10.0.0.1/32")
+    iam = doc["HeadNode"]["Iam"]
+    assert iam["AdditionalIamPolicies"] == [{"Policy": arn}] and iam["S3Access"]
+    assert checks.schema_errors(doc, "lsst-on-aws") == []
+    assert "Iam" not in cluster.render(workflow_config(), allowed_ips="10.0.0.1/32")["HeadNode"]

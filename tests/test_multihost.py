@@ -141,7 +141,8 @@ def driven_run(tmp_path_factory):
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "the user's checkout"]):
         subprocess.run([*git, *args], check=True, capture_output=True)
     name = f"run-{uuid.uuid4().hex[:8]}"
-    config = multihost_config(tmp_path, name)
+    # a dead man's switch of 36 s, which the drive's own teardown must stand down
+    config = multihost_config(tmp_path, name, abandon_hours=0.01)
     result = snakemake(local, "--profile", "aws", "--configfile", str(config), timeout=2400)
     return SimpleNamespace(local=local, result=result, config=config, directory=f"/shared/tests/{name}")
 
@@ -183,6 +184,11 @@ def test_the_run_spreads_over_compute_nodes_and_comes_back(driven_run):
     pd.testing.assert_frame_equal(pd.read_csv(records / "costs.csv"), fetched)
     # the records of a live cluster are gone with it
     assert not (records / "created.json").exists()
+    # the control plane settled the cluster: its dead man's switch stood down
+    state = shared(directory) / ".lsst-on-aws"
+    wait_for(lambda: "settled" in (state / "watchdog.log").read_text(), 60, "watchdog standing down")
+    assert "the control plane settled the cluster: nothing to do" in (state / "watchdog.log").read_text()
+    assert not (state / "abandoned.json").exists()
 
 
 def assert_each_dataset_once(directory: str, visits: list[int]) -> None:
@@ -343,3 +349,30 @@ def test_lost_spot_nodes_rerun_their_jobs_on_demand(tmp_path):
     table = pd.read_csv(local / "results/summary/visits.csv")
     assert table["visit"].tolist() == visits and set(table["status"]) == {"ok"}
     assert_each_dataset_once(f"/shared/tests/{name}", visits)
+
+
+def test_an_abandoned_cluster_tears_itself_down(tmp_path):
+    """The control plane dies once the run has started and never comes back: when the run has
+    ended and ``remote.abandon_hours`` (here 20 s) have passed, the head node's dead man's switch
+    runs the teardown itself, by ``remote.teardown``, with the run's config and the workflow's
+    environment there. The run here only sets up (``make env``), for speed.
+
+    With ``remote.provider: existing`` that teardown's decision is "left running" (nothing of
+    ours to delete); the same module deleting a pcluster cluster from the head node, and the head
+    node's IAM policy for it, are test_abandon.py's, against moto.
+    """
+    local = copy_workflow(tmp_path / "laptop")
+    name = f"abandoned-{uuid.uuid4().hex[:8]}"
+    setup = multihost_config(tmp_path, name)
+    command = json.loads(setup.read_text())["remote"]["command"].split(" && .venv/bin/snakemake")[0]
+    config = multihost_config(tmp_path, name, command=command, abandon_hours=20 / 3600)
+    state = shared(f"/shared/tests/{name}") / ".lsst-on-aws"
+    control = start_control_plane(local, config, tmp_path / "control-plane.log")
+    wait_for(lambda: (state / "run.pid").exists(), 300, "run started on the head node")
+    os.killpg(control.pid, signal.SIGKILL)
+    control.wait(timeout=60)
+    wait_for(lambda: (state / "abandoned.json").exists(), 300, "teardown by the dead man's switch")
+    log = (state / "watchdog.log").read_text()
+    assert "no control plane settled the cluster within 20 s: tearing it down" in log, log
+    record = json.loads((state / "abandoned.json").read_text())
+    assert (record["abandoned"], record["action"], record["run_ok"]) == (True, "left running", True)

@@ -51,6 +51,10 @@ def render(config: dict, *, allowed_ips: str, bootstrap: dict | None = None) -> 
     s3_access = s3_buckets(config)
     if s3_access:
         head_node["Iam"] = {"S3Access": s3_access}
+    if cluster["head_node_policy_arn"]:
+        # what the head node's dead man's switch needs to delete its own cluster
+        policies = [{"Policy": cluster["head_node_policy_arn"]}]
+        head_node.setdefault("Iam", {})["AdditionalIamPolicies"] = policies
     queues = []
     for capacity in queue_order(cluster["market"]):
         queue = {

@@ -90,6 +90,7 @@ def teardown(
     *,
     targets: dict[str, str],
     after_failure: bool = False,
+    abandoned: bool = False,
 ) -> dict:
     """Delete the cluster or keep it, as ``remote.teardown`` says: the decision and what was done.
 
@@ -98,11 +99,14 @@ def teardown(
     run, ``never`` not at all. Retained shared storage is never deleted.
     ``targets`` are the workflow's targets that delete what is left, named to
     the user: ``delete_cluster`` (a path) and ``delete_storage`` (with ``{id}``).
+    ``abandoned``: the cluster's own dead man's switch (:mod:`lsst_on_aws.cloud.abandon`) tears
+    down a cluster that no control plane came back for, whatever the policy but ``never``.
     """
     name, remote_cfg = config["cluster"]["name"], config["remote"]
     policy = remote_cfg["teardown"]
     delete = policy == "always" or (policy == "on-success" and run_ok and not after_failure)
-    record = {"cluster": name, "policy": policy, "run_ok": run_ok, "when": now()}
+    delete = delete or (abandoned and policy != "never")
+    record = {"cluster": name, "policy": policy, "run_ok": run_ok, "when": now(), "abandoned": abandoned}
     if not delete:
         why = "teardown: never" if policy == "never" else "teardown: on-success, and the run did not succeed"
         on_progress(

@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 STATE_DIR = ".lsst-on-aws"
 # the resolved configuration the control plane sends for the run there
 RUN_CONFIG = f"{STATE_DIR}/config.yaml"
+# what the control plane leaves once it has decided the cluster's fate (the watchdog's signal)
+SETTLED = f"{STATE_DIR}/settled"
 _PROGRESS = re.compile(r"^(\d+) of (\d+) steps \((\d+%)\) done", re.M)
 
 
@@ -181,12 +183,14 @@ tail -c 20000 run.log 2>/dev/null || true
     }
 
 
-def start_detached(node: HeadNode, remote_dir: str, command: str) -> dict:
+def start_detached(node: HeadNode, remote_dir: str, command: str, *, watchdog: str = "") -> dict:
     """Start ``command`` in ``remote_dir`` on the head node, detached; adopt a run that is still alive.
 
     The command runs under ``setsid nohup``: it survives the end of this
-    connection and of the control plane. Returns the run's `status` plus
-    ``adopted`` (True when a live run was found instead of starting one).
+    connection and of the control plane. ``watchdog``, a bash script, starts
+    detached once the command has ended (``watchdog.sh``, its output in
+    ``watchdog.log``). Returns the run's `status` plus ``adopted`` (True when
+    a live run was found instead of starting one).
     """
     current = status(node, remote_dir)
     if current["state"] == "running":
@@ -199,16 +203,25 @@ def start_detached(node: HeadNode, remote_dir: str, command: str) -> dict:
         f"cd {shlex.quote(remote_dir)} || exit 1\n"
         f"(\n{command}\n)\n"  # a subshell: an `exit` in the command still records its status
         f"echo $? > {STATE_DIR}/run.rc.tmp && mv {STATE_DIR}/run.rc.tmp {STATE_DIR}/run.rc\n"
+        f"if [ -s {STATE_DIR}/watchdog.sh ]; then\n"
+        f"  setsid nohup bash {STATE_DIR}/watchdog.sh > {STATE_DIR}/watchdog.log 2>&1 < /dev/null &\n"
+        "fi\n"
     )
     q = shlex.quote
     launch = (
         f"mkdir -p {q(state)} && cd {q(state)} && rm -f run.rc run.rc.tmp && printf %s {q(script)} > run.sh"
+        f" && printf %s {q(watchdog)} > watchdog.sh"
         f" && echo {q(run_id)} > run.id || exit 1\n"
         # every stream away from the connection, its own session: ssh returns, the run stays
         "setsid nohup bash run.sh > run.log 2>&1 < /dev/null & echo $! > run.pid"
     )
     run(node, launch)
     return status(node, remote_dir) | {"adopted": False, "id": run_id}
+
+
+def mark_settled(node: HeadNode, remote_dir: str) -> None:
+    """Note on the head node that the control plane has decided the cluster's fate (`SETTLED`)."""
+    run(node, f"mkdir -p {shlex.quote(remote_dir)}/{STATE_DIR} && touch {shlex.quote(remote_dir)}/{SETTLED}")
 
 
 def follow(
