@@ -164,7 +164,7 @@ build_mirror() {
 }
 
 configure() {
-	mkdir -p "$DIR"/{etc,run,log,shared,head/state,head/home,ssh} "$DIR/head/tools"
+	mkdir -p "$DIR"/{etc,run,log,shared,head/state,head/home} "$DIR/head/tools"
 	local p n key=$DIR/head/munge-etc/munge.key
 	for p in $HEAD_MOUNTS; do mkdir -p "$DIR/head/${p%%:*}" && chown munge:munge "$DIR/head/${p%%:*}"; done
 	chmod 700 "$DIR/head/munge-etc" "$DIR/head/munge-log"
@@ -248,25 +248,9 @@ configure() {
 		trap 'kill \$(cat /run/slurmd.pid /run/munge/munged.pid); sleep 1; exit 0' TERM INT
 		while :; do sleep 5 & wait \$!; done
 	EOF
-	# the head node's sshd: key only, root allowed, its host key known to the laptop up front
-	local s=$DIR/ssh
-	[ -s "$s/host_ed25519" ] || ssh-keygen -q -t ed25519 -N "" -C lsst-on-aws-cluster-head -f "$s/host_ed25519"
-	[ -s "$s/id_ed25519" ] || ssh-keygen -q -t ed25519 -N "" -C lsst-on-aws-cluster-user -f "$s/id_ed25519"
-	cp "$s/id_ed25519.pub" "$s/authorized_keys"
-	echo "$UPLINK.2 $(cut -d' ' -f1,2 "$s/host_ed25519.pub")" >"$s/known_hosts"
-	cat >"$s/sshd_config" <<-EOF
-		# Written by tests/services/cluster.sh: the head node's sshd, in its network namespace.
-		Port 22
-		HostKey $s/host_ed25519
-		PidFile $DIR/run/sshd.pid
-		AuthorizedKeysFile $s/authorized_keys
-		PermitRootLogin prohibit-password
-		PasswordAuthentication no
-		KbdInteractiveAuthentication no
-		UsePAM no
-		StrictModes no
-		Subsystem sftp internal-sftp
-	EOF
+	# the head node's sshd (in its network namespace), its host key known to the laptop up front
+	sshd_setup "$DIR/ssh" 22 "$DIR/run/sshd.pid"
+	echo "$UPLINK.2 $(cut -d' ' -f1,2 "$DIR/ssh/host_ed25519.pub")" >"$DIR/ssh/known_hosts"
 }
 
 network() {

@@ -56,3 +56,30 @@ stop_daemon() {
 	fi
 	rm -f "$1"
 }
+
+# sshd_setup <dir> <port> <pidfile> [listen address]: throwaway host and user keys in <dir>, the
+# user's key authorised, and <dir>/sshd_config: key only, root allowed, no PAM
+sshd_setup() {
+	local dir=$1 port=$2 pidfile=$3 listen=${4:-}
+	mkdir -p "$dir" /run/sshd
+	chmod 700 "$dir"
+	[ -s "$dir/host_ed25519" ] || ssh-keygen -q -t ed25519 -N "" -C "lsst-on-aws-test-host" -f "$dir/host_ed25519"
+	[ -s "$dir/id_ed25519" ] || ssh-keygen -q -t ed25519 -N "" -C "lsst-on-aws-test-user" -f "$dir/id_ed25519"
+	cp "$dir/id_ed25519.pub" "$dir/authorized_keys"
+	{
+		echo "# Written by tests/services/$NAME: key only, root allowed."
+		[ -z "$listen" ] || echo "ListenAddress $listen"
+		cat <<CONF
+Port $port
+HostKey $dir/host_ed25519
+PidFile $pidfile
+AuthorizedKeysFile $dir/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+Subsystem sftp internal-sftp
+CONF
+	} >"$dir/sshd_config"
+}

@@ -22,25 +22,7 @@ HOST_ALIAS=lsst-head-test
 source "$(dirname "$0")/lib.sh"
 
 write_files() {
-	mkdir -p "$DIR" /run/sshd
-	chmod 700 "$DIR"
-	[ -s "$DIR/host_ed25519" ] || ssh-keygen -q -t ed25519 -N "" -C lsst-on-aws-test-host -f "$DIR/host_ed25519"
-	[ -s "$DIR/id_ed25519" ] || ssh-keygen -q -t ed25519 -N "" -C lsst-on-aws-test-user -f "$DIR/id_ed25519"
-	cp "$DIR/id_ed25519.pub" "$DIR/authorized_keys"
-	cat >"$DIR/sshd_config" <<CONF
-# Written by tests/services/sshd.sh: loopback only, key only, root allowed.
-ListenAddress 127.0.0.1
-Port $PORT
-HostKey $DIR/host_ed25519
-PidFile $DIR/sshd.pid
-AuthorizedKeysFile $DIR/authorized_keys
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-Subsystem sftp internal-sftp
-CONF
+	sshd_setup "$DIR" "$PORT" "$DIR/sshd.pid" 127.0.0.1
 	# the stand-in's host key is known up front: no trust-on-first-use prompt
 	echo "[127.0.0.1]:$PORT $(cut -d' ' -f1,2 "$DIR/host_ed25519.pub")" >"$DIR/known_hosts"
 	cat >"$DIR/ssh_config" <<CONF
