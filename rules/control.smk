@@ -6,7 +6,7 @@ import json
 
 from snakemake.logging import logger
 
-from lsst_on_aws.cloud import lifecycle
+from lsst_on_aws.cloud import bootstrap, lifecycle
 
 
 def control_targets():
@@ -81,8 +81,11 @@ def control_plane_config(always=False):
 
 
 def data_plane_config():
-    """The resolved config the run on the head node uses: this one, every key filled in."""
-    return dict(config)
+    """The resolved config the run on the head node uses: this one, every key filled in, and the
+    registry the cluster serves (cluster.registry).
+    """
+    butler = config["butler"] | {"registry": bootstrap.registry_url(config)}
+    return dict(config) | {"butler": butler}
 
 
 def workflow_files():

@@ -106,6 +106,8 @@ def test_action_reads_the_script_from_the_data_bucket_and_is_valid():
     assert action["Args"] == [
         "--python-dir",
         "/shared/lsst-on-aws-python",
+        "--registry",
+        "/shared/lsst-on-aws-registry",
         "/shared/lsst-on-aws",
         "/shared/lsst-stack",
     ]
@@ -123,3 +125,26 @@ def test_bootstrap_needs_a_bucket_unless_turned_off():
     ):
         bootstrap.script_uri(config())
     assert bootstrap.script_uri(config(bootstrap=False)) is None
+
+
+@pytest.mark.parametrize(
+    ("provider", "choice", "butler_registry", "url"),
+    [
+        ("pcluster", "auto", "sqlite", "postgresql://ec2-user@lsst-on-aws-registry:5432/lsst_on_aws"),
+        ("existing", "auto", "sqlite", "sqlite"),
+        ("existing", "postgresql", "sqlite", "postgresql://ec2-user@lsst-on-aws-registry:5432/lsst_on_aws"),
+        ("pcluster", "sqlite", "sqlite", "sqlite"),
+        ("pcluster", "auto", "postgresql://db.example.org/rubin", "postgresql://db.example.org/rubin"),
+    ],
+)
+def test_the_registry_a_run_on_the_cluster_uses(provider, choice, butler_registry, url):
+    """The head node's PostgreSQL on a cluster the workflow makes (or when asked), unless
+    butler.registry names a database; its bootstrap is asked to serve it exactly then.
+    """
+    settings = config(registry=choice)
+    settings["remote"]["provider"] = provider
+    settings["butler"]["registry"] = butler_registry
+    assert bootstrap.registry_url(settings) == url
+    serves = choice == "postgresql" or (choice, provider) == ("auto", "pcluster")
+    assert bootstrap.serves_registry(settings) == serves
+    assert ("--registry" in bootstrap.arguments(settings)) == serves

@@ -104,6 +104,10 @@ def multihost_config(tmp_path: Path, name: str, visits: list[int] = VISITS, **re
     )
     settings = {
         "process_visits": visits,
+        # the head node's PostgreSQL (auto would choose it only for a cluster made by pcluster),
+        # a schema of this run's own in its database
+        "cluster": {"registry": "postgresql"},
+        "butler": {"namespace": name.replace("-", "_")},
         "remote": {
             "provider": "existing",
             "head_node": {
@@ -153,6 +157,9 @@ def test_the_run_spreads_over_compute_nodes_and_comes_back(driven_run):
     # the workflow's venv and the stack's run on the interpreter the bootstrap put on /shared
     venv = (shared(directory) / ".venv/pyvenv.cfg").read_text()
     assert "home = /shared/lsst-on-aws-python/3.12/bin" in venv
+    # the Butler's registry is the head node's PostgreSQL, which every node reaches by one name
+    repo = yaml.safe_load((shared(directory) / "results/butler/repo/butler.yaml").read_text())
+    assert repo["registry"]["db"] == "postgresql://root@lsst-on-aws-registry:5432/lsst_on_aws"
     jobs = sacct_nodes(directory)
     assert set(jobs["state"]) == {"COMPLETED"}, jobs
     # the jobs ran on the compute nodes, on both spot ones (preferred); none on the head node

@@ -11,11 +11,14 @@
 #               namespace whose root is an overlay on a cached debootstrap of Debian 12 (minbase,
 #               slurmd, munge, python3 = 3.11): no Python 3.12, none of this machine's packages or
 #               folders. Each runs munged and slurmd as its PID 1's children.
+#               The head node also serves the Butler registry's PostgreSQL (started by the bootstrap).
 #   /shared     the only folder all hosts share: $DIR/shared, bind-mounted at /shared on each.
 #
 # Every node runs the workflow's own bootstrap (lsst_on_aws.cloud.bootstrap, ParallelCluster's
 # OnNodeConfigured) as it comes up, with cfn_node_type HeadNode or ComputeFleet, before slurmd
-# starts: the head node's installs Python 3.12 on /shared, a compute node's checks it runs there.
+# starts: the head node's installs Python 3.12 on /shared and starts PostgreSQL for the Butler
+# registry (its data on /shared), a compute node's checks the Python runs there and maps the
+# registry's name to the head node.
 #
 #   tests/services/cluster.sh start          build what is missing, start what is down (a crashed node
 #                                            boots again), wait until every node is idle
@@ -58,12 +61,12 @@ BASE=$DIR/rootfs-base
 ROOTFS_TAR=$DIR/cache/rootfs-bookworm.tar.zst
 ROOTFS_PACKAGES=slurmd,munge,slurm-client,procps,iproute2,python3
 HOST_PACKAGES=(slurmctld slurm-client slurmdbd munge mariadb-server openssh-server openssh-client rsync
-	zstd debootstrap patchelf make git)
+	zstd debootstrap patchelf make git postgresql)
 # the head node's own copies of these, bind-mounted over this machine's in its mount namespace
 HEAD_MOUNTS="munge-etc:/etc/munge munge-run:/run/munge munge-lib:/var/lib/munge munge-log:/var/log/munge"
 # what the bootstrap is given on every node: ParallelCluster's Args of the rendered config
 PYTHON_DIR=/shared/lsst-on-aws-python
-BOOTSTRAP_ARGS="--python-dir $PYTHON_DIR /shared/lsst-on-aws"
+BOOTSTRAP_ARGS="--python-dir $PYTHON_DIR --registry /shared/lsst-on-aws-registry /shared/lsst-on-aws"
 # shellcheck source=tests/services/lib.sh
 source "$(dirname "$0")/lib.sh"
 
@@ -386,8 +389,13 @@ ssh_answers() {
 }
 
 stop() {
-	local n
+	local n pg=$DIR/shared/lsst-on-aws-registry bin
 	for n in "${NODES[@]}"; do halt "$DIR/run/$n.pid" node-init; done
+	# the registry's PostgreSQL, which the head node's bootstrap started (its data stays on /shared)
+	bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+	if [ -s "$pg/postmaster.pid" ] && [ -n "$bin" ]; then
+		runuser -u postgres -- "$bin/pg_ctl" -D "$pg" -m fast -w stop >/dev/null 2>&1 || true
+	fi
 	halt "$DIR/run/sshd.pid" sshd
 	halt "$DIR/run/slurmctld.pid" slurmctld
 	halt "$DIR/run/slurmdbd.pid" slurmdbd

@@ -28,10 +28,16 @@ from lsst_on_aws.cloud.cluster import ClusterConfigError
 # The workflow's Python and the uv that installs it (the Makefile's UV_VERSION)
 PYTHON_VERSION = "3.12"
 UV_VERSION = "0.13.8"
+# the Butler registry's PostgreSQL on the head node: the name every node knows it by, its port, its
+# database
+REGISTRY_HOST = "lsst-on-aws-registry"
+REGISTRY_PORT = 5432
+REGISTRY_DB = "lsst_on_aws"
 
 SCRIPT = r"""#!/bin/bash
 # lsst-on-aws node bootstrap (ParallelCluster OnNodeConfigured, every node type), run as root.
-# Arguments: --python-dir DIR, then the folders on the shared storage the cluster user must own.
+# Arguments: --python-dir DIR [--registry DIR], then the folders on the shared storage the cluster
+# user must own.
 set -euo pipefail
 PYTHON_VERSION=@PYTHON_VERSION@
 UV_VERSION=@UV_VERSION@
@@ -40,13 +46,29 @@ CFNCONFIG=${LSST_ON_AWS_CFNCONFIG:-/etc/parallelcluster/cfnconfig}
 # shellcheck source=/dev/null
 . "$CFNCONFIG"
 say() { echo "lsst-on-aws bootstrap ($(hostname), ${cfn_node_type:-HeadNode}): $*"; }
-[ "${1:-}" = --python-dir ] || { echo "usage: $0 --python-dir DIR [FOLDER...]" >&2; exit 2; }
+[ "${1:-}" = --python-dir ] || { echo "usage: $0 --python-dir DIR [--registry DIR] [FOLDER...]" >&2; exit 2; }
 python_dir=$2
 shift 2
+registry=""
+if [ "${1:-}" = --registry ]; then registry=$2; shift 2; fi
 prefix=$python_dir/$PYTHON_VERSION        # a link to the installed interpreter's prefix
 python=$prefix/bin/python$PYTHON_VERSION
 # what the workflow imports that needs the node's C libraries
 probe='import ssl, sqlite3, ctypes, zlib, lzma, bz2, venv'
+
+# every node reaches the registry's database by one name, whichever head node serves it
+registry_name() {
+  [ -n "$registry" ] || return 0
+  for _ in $(seq "$((${LSST_ON_AWS_PYTHON_WAIT:-300} / 5))"); do
+    [ -s "$registry.host" ] && break
+    sleep 5
+  done
+  if [ ! -s "$registry.host" ]; then
+    say "no $registry.host on the shared storage: the head node did not start the registry" >&2
+    exit 1
+  fi
+  grep -q " @REGISTRY_HOST@\$" /etc/hosts || echo "$(cat "$registry.host") @REGISTRY_HOST@" >> /etc/hosts
+}
 
 if [ "${cfn_node_type:-HeadNode}" != HeadNode ]; then
   # a compute node: the head node put the interpreter on the shared storage before any compute
@@ -55,7 +77,8 @@ if [ "${cfn_node_type:-HeadNode}" != HeadNode ]; then
   [ -x "$python" ] ||
     { say "no $python on the shared storage: the head node's bootstrap did not install it" >&2; exit 1; }
   "$python" -c "$probe" || { say "$python does not run on this node" >&2; exit 1; }
-  say "$("$python" --version) from the shared storage runs here"
+  registry_name
+  say "$("$python" --version) from the shared storage runs here${registry:+; the registry is @REGISTRY_HOST@}"
   exit 0
 fi
 user=${cfn_cluster_user:?cfn_cluster_user is not set in $CFNCONFIG}
@@ -64,15 +87,21 @@ user=${cfn_cluster_user:?cfn_cluster_user is not set in $CFNCONFIG}
 missing=""
 for tool in make rsync git; do command -v "$tool" >/dev/null || missing="$missing $tool"; done
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing="$missing python3-venv"
+pg_bin() { # PostgreSQL's server programs: on PATH (Amazon Linux, RHEL), or Debian's and PGDG's folders
+  dirname "$(command -v initdb || ls -d /usr/lib/postgresql/*/bin/initdb /usr/pgsql-*/bin/initdb 2>/dev/null |
+    sort -V | tail -1)"
+}
+[ -z "$registry" ] || [ -x "$(pg_bin)/initdb" ] || missing="$missing postgresql-server"
 if [ -n "$missing" ]; then
   . "${LSST_ON_AWS_OS_RELEASE:-/etc/os-release}"
   case "$ID" in
     amzn|rhel|rocky|almalinux)
-      dnf install -y ${missing/python3-venv/python3 python3-pip} ;;
+      missing=${missing/python3-venv/python3 python3-pip}
+      dnf install -y ${missing/postgresql-server/postgresql15-server postgresql15-contrib} ;;
     ubuntu|debian)
       export DEBIAN_FRONTEND=noninteractive
       apt-get update -q
-      apt-get install -y -q $missing ;;
+      apt-get install -y -q ${missing/postgresql-server/postgresql} ;;
     *)
       echo "lsst-on-aws bootstrap: no package recipe for OS '$ID' (missing:$missing);" \
         "use a cluster.custom_ami that has make, rsync, git and python3 with venv" >&2
@@ -100,8 +129,47 @@ for folder in "$@" "$python_dir"; do
   mkdir -p "$folder"
   chown "$user": "$folder"
 done
+
+# PostgreSQL for the Butler registry (jobs on many nodes write it at once; SQLite over NFS is not
+# safe for that): its data on the shared storage, so a later cluster on the same storage serves the
+# same repository; reachable from the cluster's nodes only (ParallelCluster's security groups),
+# by the name @REGISTRY_HOST@, which each node maps to the head node that serves it.
+if [ -n "$registry" ]; then
+  bin=$(pg_bin)
+  mkdir -p "$registry"
+  chown postgres: "$registry"
+  chmod 700 "$registry"
+  if [ ! -s "$registry/PG_VERSION" ]; then
+    runuser -u postgres -- "$bin/initdb" -D "$registry" -A trust -U postgres >/dev/null
+    echo "host all all samenet trust" >> "$registry/pg_hba.conf"
+  fi
+  if ! runuser -u postgres -- "$bin/pg_ctl" -D "$registry" status >/dev/null 2>&1; then
+    runuser -u postgres -- "$bin/pg_ctl" -D "$registry" -l "$registry/server.log" -w -t 120 \
+      -o "-p @REGISTRY_PORT@ -k $registry -c listen_addresses=*" start >/dev/null
+  fi
+  psql_() { runuser -u postgres -- psql -h "$registry" -p @REGISTRY_PORT@ -v ON_ERROR_STOP=1 -qAt "$@"; }
+  [ "$(psql_ -d postgres -c "select 1 from pg_roles where rolname = '$user'")" = 1 ] ||
+    psql_ -d postgres -c "create role \"$user\" login"
+  [ "$(psql_ -d postgres -c "select 1 from pg_database where datname = '@REGISTRY_DB@'")" = 1 ] ||
+    psql_ -d postgres -c "create database @REGISTRY_DB@ owner \"$user\""
+  psql_ -d @REGISTRY_DB@ -c "create extension if not exists btree_gist"
+  # the head node's address on the cluster's network: what its own name resolves to there
+  getent ahostsv4 "$(hostname)" | awk '$1 !~ /^127\./ {print $1; exit}' > "$registry.host.tmp"
+  [ -s "$registry.host.tmp" ] || hostname -I | awk '{print $1}' > "$registry.host.tmp"
+  mv "$registry.host.tmp" "$registry.host"
+  registry_name
+  say "the Butler registry: postgresql://$user@@REGISTRY_HOST@:@REGISTRY_PORT@/@REGISTRY_DB@ ($registry)"
+fi
 say "$("$python" --version) at $python, make, rsync, git; $* owned by $user"
-""".replace("@PYTHON_VERSION@", PYTHON_VERSION).replace("@UV_VERSION@", UV_VERSION)
+"""
+for _key, _value in {
+    "@PYTHON_VERSION@": PYTHON_VERSION,
+    "@UV_VERSION@": UV_VERSION,
+    "@REGISTRY_HOST@": REGISTRY_HOST,
+    "@REGISTRY_PORT@": str(REGISTRY_PORT),
+    "@REGISTRY_DB@": REGISTRY_DB,
+}.items():
+    SCRIPT = SCRIPT.replace(_key, _value)
 
 
 def script_uri(config: dict) -> str | None:
@@ -127,8 +195,27 @@ def folders(config: dict) -> list[str]:
 
 
 def arguments(config: dict) -> list[str]:
-    """The script's arguments, the same on every node type: where Python goes, and the folders."""
-    return ["--python-dir", config["cluster"]["python_dir"], *folders(config)]
+    """The script's arguments, the same on every node type: where Python goes, the registry's data
+    (when the cluster serves one), and the folders.
+    """
+    registry = ["--registry", config["cluster"]["registry_dir"]] if serves_registry(config) else []
+    return ["--python-dir", config["cluster"]["python_dir"], *registry, *folders(config)]
+
+
+def serves_registry(config: dict) -> bool:
+    """Whether the cluster's head node serves the Butler registry (``cluster.registry``)."""
+    choice = config["cluster"]["registry"]
+    return choice == "postgresql" or (choice == "auto" and config["remote"]["provider"] == "pcluster")
+
+
+def registry_url(config: dict) -> str:
+    """The Butler registry a run on the cluster uses: ``butler.registry`` when it names a database,
+    else the head node's PostgreSQL when it serves one, else SQLite.
+    """
+    if config["butler"]["registry"] != "sqlite" or not serves_registry(config):
+        return config["butler"]["registry"]
+    user = config["remote"]["head_node"]["user"]
+    return f"postgresql://{user}@{REGISTRY_HOST}:{REGISTRY_PORT}/{REGISTRY_DB}"
 
 
 def python_prefix(config: dict) -> str:
