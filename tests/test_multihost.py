@@ -216,6 +216,48 @@ def test_the_butler_holds_each_dataset_once(driven_run):
     assert_each_dataset_once(driven_run.directory, VISITS)
 
 
+# each host, from the same moment on, registers 20 RUN collections and prepends each to one chain:
+# the registry writes that a batch of visits makes, and the one most prone to lost updates
+RACE = """
+import socket, sys, time
+from lsst.daf.butler import Butler, CollectionType
+butler = Butler.from_config("results/butler/repo", writeable=True)
+if sys.argv[1] == "chain":
+    butler.collections.register("race/chain", CollectionType.CHAINED)
+    sys.exit()
+if sys.argv[1] == "children":
+    print(*butler.collections.get_info("race/chain").children)
+    sys.exit()
+host = socket.gethostname()
+time.sleep(max(0.0, float(sys.argv[1]) - time.time()))
+for i in range(20):
+    run = f"race/{host}/{i}"
+    butler.collections.register(run)
+    butler.collections.prepend_chain("race/chain", run)
+print("done", host)
+"""
+
+
+def test_two_hosts_write_the_registry_at_the_same_moment(driven_run):
+    """A job on each spot node writes the registry (the head node's PostgreSQL) at the same moment,
+    as two visits' jobs do: every RUN and every chain update of both is there, none lost.
+    """
+    directory = driven_run.directory
+    python = f"{directory}/resources/stack/{STACK_TAG}/venv/bin/python"
+    (shared(directory) / "race.py").write_text(RACE)
+    on_head(f"cd {directory} && {python} race.py chain")
+    start = time.time() + 15  # both jobs started and their Butlers open by then
+    for node in sorted(SPOT_NODES):
+        on_head(
+            f"cd {directory} && sbatch -p spot -w {node} -o race-{node}.out --wrap '{python} race.py {start}'"
+        )
+    outputs = [shared(directory) / f"race-{node}.out" for node in sorted(SPOT_NODES)]
+    wait_for(lambda: all(p.exists() and "done" in p.read_text() for p in outputs), 180, "both writers done")
+    children = on_head(f"cd {directory} && {python} race.py children").split()
+    expected = {f"race/{node}/{i}" for node in SPOT_NODES for i in range(20)}
+    assert len(children) == len(expected) and set(children) == expected
+
+
 def test_rerun_has_nothing_to_do(driven_run):
     config = str(driven_run.config)
     again = snakemake(driven_run.local, "--profile", "aws", "--configfile", config, "--dry-run")
