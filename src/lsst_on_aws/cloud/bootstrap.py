@@ -145,7 +145,7 @@ if [ -n "$registry" ]; then
   fi
   if ! runuser -u postgres -- "$bin/pg_ctl" -D "$registry" status >/dev/null 2>&1; then
     runuser -u postgres -- "$bin/pg_ctl" -D "$registry" -l "$registry/server.log" -w -t 120 \
-      -o "-p @REGISTRY_PORT@ -k $registry -c listen_addresses=*" start >/dev/null
+      -o "-p @REGISTRY_PORT@ -k $registry -c listen_addresses='*'" start >/dev/null
   fi
   psql_() { runuser -u postgres -- psql -h "$registry" -p @REGISTRY_PORT@ -v ON_ERROR_STOP=1 -qAt "$@"; }
   [ "$(psql_ -d postgres -c "select 1 from pg_roles where rolname = '$user'")" = 1 ] ||
