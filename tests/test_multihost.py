@@ -171,6 +171,7 @@ def test_the_run_spreads_over_compute_nodes_and_comes_back(driven_run):
     # the results came back; the laptop ran none of the data plane
     table = pd.read_csv(local / "results/summary/visits.csv")
     assert table["visit"].tolist() == VISITS and set(table["status"]) == {"ok"}
+    assert (local / "results/provenance/report.zip").exists()  # the Snakemake report made there
     assert (local / "results/costs/estimate.json").exists()  # the budget check ran here first
     assert not (local / "results/butler").exists()
     assert "Finished jobid" in (local / ".lsst-on-aws/run.log").read_text()
