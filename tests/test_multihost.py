@@ -265,6 +265,33 @@ def test_rerun_has_nothing_to_do(driven_run):
     assert planned_jobs(again) == {}
 
 
+def test_an_abandoned_cluster_tears_itself_down(driven_run, tmp_path):
+    """The control plane dies once a run has started and never comes back: when the run has ended
+    and ``remote.abandon_hours`` (here 20 s) have passed, the head node's dead man's switch runs
+    the teardown itself, by ``remote.teardown``, with the run's config and the workflow's
+    environment there. The run is a short command in the folder of the drive above, whose
+    environment is there already, for speed.
+
+    With ``remote.provider: existing`` that teardown's decision is "left running" (nothing of
+    ours to delete); the same module deleting a pcluster cluster from the head node, and the head
+    node's IAM policy for it, are test_abandon.py's, against moto.
+    """
+    local = copy_workflow(tmp_path / "laptop")
+    name = driven_run.directory.rsplit("/", 1)[1]
+    config = multihost_config(tmp_path, name, command="sleep 10", abandon_hours=20 / 3600)
+    state = shared(driven_run.directory) / ".lsst-on-aws"
+    before = (state / "run.id").read_text()
+    control = start_control_plane(local, config, tmp_path / "control-plane.log")
+    wait_for(lambda: (state / "run.id").read_text() != before, 300, "run started on the head node")
+    os.killpg(control.pid, signal.SIGKILL)
+    control.wait(timeout=60)
+    wait_for(lambda: (state / "abandoned.json").exists(), 300, "teardown by the dead man's switch")
+    log = (state / "watchdog.log").read_text()
+    assert "no control plane settled the cluster within 20 s: tearing it down" in log, log
+    record = json.loads((state / "abandoned.json").read_text())
+    assert (record["abandoned"], record["action"], record["run_ok"]) == (True, "left running", True)
+
+
 def start_control_plane(local: Path, config: Path, log: Path) -> subprocess.Popen:
     """``snakemake --profile aws`` started in the background, in a process group of its own (as in a
     terminal, where Ctrl-C and a closed lid reach every process of the command); output to ``log``.
@@ -287,67 +314,6 @@ def wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(1)
 
 
-def test_a_laptop_that_goes_away_never_deletes_the_run(tmp_path):
-    """The control plane is killed (SIGKILL, a laptop that dies), interrupted (Ctrl-C), and loses the
-    head node for longer than its reconnect budget (the laptop's link down), each while the run on
-    the cluster goes on: each time the cluster is kept, and the same command, rerun, follows the
-    same run to its end, then applies the teardown policy (here the default, always).
-
-    With ``remote.provider: existing`` nothing would be deleted anyway: what is asserted is the
-    decision, which is the same code path for pcluster (its deletion itself is test_lifecycle's).
-    """
-    local = copy_workflow(tmp_path / "laptop")
-    name = f"away-{uuid.uuid4().hex[:8]}"
-    # a reconnect budget of 15 s instead of 10 minutes
-    config = multihost_config(tmp_path, name, visits=[1, 2, 3, 4, 5, 6], reconnect_minutes=0.25)
-    state = shared(f"/shared/tests/{name}") / ".lsst-on-aws"
-    records = local / "results/clusters/lsst-on-aws"
-
-    def run_alive() -> bool:
-        return on_head(f"kill -0 $(cat /shared/tests/{name}/.lsst-on-aws/run.pid)", check=False) == ""
-
-    # 1. the laptop dies while the run goes on
-    first = start_control_plane(local, config, tmp_path / "first.log")
-    wait_for(lambda: (state / "run.pid").exists(), 300, "run started on the head node")
-    run_id = (state / "run.id").read_text().strip()
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait(timeout=60)
-    assert run_alive() and not (state / "run.rc").exists()
-
-    # 2. rerun, then Ctrl-C
-    second_log = tmp_path / "second.log"
-    second = start_control_plane(local, config, second_log)
-    wait_for(lambda: "following the run already going on" in second_log.read_text(), 180, "re-attachment")
-    os.killpg(second.pid, signal.SIGINT)
-    second.wait(timeout=120)
-    text = second_log.read_text()
-    assert "is kept: the run on it goes on" in text, text[-3000:]
-    assert run_alive() and not (records / "teardown.json").exists()
-
-    # 3. rerun, then the laptop loses its network for longer than the reconnect budget
-    third_log = tmp_path / "third.log"
-    third = start_control_plane(local, config, third_log)
-    wait_for(lambda: "following the run already going on" in third_log.read_text(), 180, "re-attachment")
-    cluster("unplug")
-    try:
-        third.wait(timeout=300)
-    finally:
-        cluster("plug")
-    text = third_log.read_text()
-    assert third.returncode != 0
-    assert "is kept: its head node cannot be reached to see whether the run goes on" in text, text[-3000:]
-    assert not (records / "teardown.json").exists()
-
-    # 4. the same command once more follows the same run to its end
-    final = snakemake(local, "--profile", "aws", "--configfile", str(config), timeout=1800)
-    assert final.returncode == 0, final.stderr[-4000:]
-    assert json.loads((records / "run.json").read_text())["id"] == run_id  # never started twice
-    teardown = json.loads((records / "teardown.json").read_text())
-    assert teardown["run_ok"] is True and teardown["policy"] == "always"
-    table = pd.read_csv(local / "results/summary/visits.csv")
-    assert table["visit"].tolist() == [1, 2, 3, 4, 5, 6] and set(table["status"]) == {"ok"}
-
-
 def running_jobs() -> list[dict]:
     """The cluster's running jobs: id (with the array task), comment (rule_<name>...), node, partition."""
     out = on_head("squeue -h -t RUNNING -o '%i|%k|%N|%P'")
@@ -355,74 +321,97 @@ def running_jobs() -> list[dict]:
     return [dict(zip(fields, line.split("|"), strict=True)) for line in out.splitlines()]
 
 
-def test_lost_spot_nodes_rerun_their_jobs_on_demand(tmp_path):
-    """Both spot nodes are lost while a visit is processed on one of them (their PID 1 killed, every
-    process on them with it, as a spot reclaim ends an instance): Slurm requeues the visit's job,
-    which runs again, on the on-demand node, the only one left, as do all the jobs after it (the
-    jobs go to "spot,ondemand", spot preferred). Nothing is lost or duplicated: the run ends well
-    and the Butler holds each visit's datasets once. The nodes boot again afterwards.
+def test_lost_nodes_and_a_laptop_that_goes_away_lose_nothing(tmp_path):
+    """Everything that can go away while a run goes on, in one run:
+
+    1. both spot nodes are lost while a visit is processed on one of them (their PID 1 killed,
+       every process on them with it, as a spot reclaim ends an instance): Slurm requeues the
+       visit's job, which runs again on the on-demand node, the only one left, as do all the jobs
+       after it (the jobs go to "spot,ondemand", spot preferred);
+    2. the control plane is killed (SIGKILL, a laptop that dies), then, rerun, interrupted
+       (Ctrl-C), then, rerun, loses the head node for longer than its reconnect budget (the
+       laptop's link down): each time the cluster is kept while its run goes on;
+    3. the same command, rerun once more, follows the same run to its end and applies the
+       teardown policy (the default, always).
+
+    Nothing is lost or duplicated: the run ends well, once, and the Butler holds each visit's
+    datasets once. With ``remote.provider: existing`` nothing would be deleted anyway: what is
+    asserted is the decision, the same code path as for pcluster (whose deletion is
+    test_lifecycle's). The lost nodes boot again afterwards.
     """
     local = copy_workflow(tmp_path / "laptop")
-    name = f"lost-{uuid.uuid4().hex[:8]}"
+    name = f"away-{uuid.uuid4().hex[:8]}"
+    # six visits, so that the run outlasts all of it; a reconnect budget of 15 s instead of 10 min
     visits = [1, 2, 3, 4, 5, 6]
-    config = multihost_config(tmp_path, name, visits=visits)
-    control = start_control_plane(local, config, tmp_path / "control-plane.log")
+    config = multihost_config(tmp_path, name, visits=visits, reconnect_minutes=0.25)
+    directory = f"/shared/tests/{name}"
+    state = shared(directory) / ".lsst-on-aws"
+    records = local / "results/clusters/lsst-on-aws"
+
+    def run_alive() -> bool:
+        return on_head(f"kill -0 $(cat {directory}/.lsst-on-aws/run.pid)", check=False) == ""
+
+    def visit_on_spot() -> bool:
+        victim[:] = [
+            job
+            for job in running_jobs()
+            if job["comment"].startswith("rule_process_batch") and job["node"] in SPOT_NODES
+        ][:1]
+        return bool(victim)
+
     victim: list[dict] = []
+    first = start_control_plane(local, config, tmp_path / "first.log")
     try:
-
-        def visit_on_spot() -> bool:
-            victim[:] = [
-                job
-                for job in running_jobs()
-                if job["comment"].startswith("rule_process_batch") and job["node"] in SPOT_NODES
-            ][:1]
-            return bool(victim)
-
+        # 1. a visit on a spot node, then both spot nodes lost
         wait_for(visit_on_spot, 600, "visit processed on a spot node")
         for node in sorted(SPOT_NODES):
             cluster("crash", node)
-        control.wait(timeout=1800)
+        # 2a. the laptop dies while the run goes on
+        run_id = (state / "run.id").read_text().strip()
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=60)
+        assert run_alive() and not (state / "run.rc").exists()
+
+        # 2b. rerun, then Ctrl-C
+        second_log = tmp_path / "second.log"
+        second = start_control_plane(local, config, second_log)
+        wait_for(lambda: "following the run already going on" in second_log.read_text(), 180, "re-attachment")
+        os.killpg(second.pid, signal.SIGINT)
+        second.wait(timeout=120)
+        text = second_log.read_text()
+        assert "is kept: the run on it goes on" in text, text[-3000:]
+        assert run_alive() and not (records / "teardown.json").exists()
+
+        # 2c. rerun, then the laptop loses its network for longer than the reconnect budget
+        third_log = tmp_path / "third.log"
+        third = start_control_plane(local, config, third_log)
+        wait_for(lambda: "following the run already going on" in third_log.read_text(), 180, "re-attachment")
+        cluster("unplug")
+        try:
+            third.wait(timeout=300)
+        finally:
+            cluster("plug")
+        text = third_log.read_text()
+        assert third.returncode != 0
+        assert "is kept: its head node cannot be reached to see whether the run goes on" in text, text[-3000:]
+        assert not (records / "teardown.json").exists()
+
+        # 3. the same command once more follows the same run to its end
+        final = snakemake(local, "--profile", "aws", "--configfile", str(config), timeout=1800)
     finally:
-        if control.poll() is None:
-            os.killpg(control.pid, signal.SIGKILL)
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
         cluster("start", timeout=600)
-    text = (tmp_path / "control-plane.log").read_text()
-    assert control.returncode == 0, text[-4000:]
+    assert final.returncode == 0, final.stderr[-4000:]
+    assert json.loads((records / "run.json").read_text())["id"] == run_id  # never started twice
+    teardown = json.loads((records / "teardown.json").read_text())
+    assert teardown["run_ok"] is True and teardown["policy"] == "always"
+    table = pd.read_csv(local / "results/summary/visits.csv")
+    assert table["visit"].tolist() == visits and set(table["status"]) == {"ok"}
+    assert_each_dataset_once(directory, visits)
+    # the lost visit's job: its attempt on the spot node failed with the node, and ran again on demand
     job = victim[0]
     history = on_head(f"sacct -a -D -X -n -P -j {job['id']} -o JobID,NodeList,Partition,State")
     attempts = [line.split("|") for line in history.splitlines() if line]
     assert attempts[0][1] == job["node"] and attempts[0][3] == "NODE_FAIL", attempts
     assert attempts[-1][1:] == ["ondemand-st-compute-1", "ondemand", "COMPLETED"], attempts
-    # every job that ended after the loss ran on demand
-    later = sacct_nodes(f"/shared/tests/{name}")
-    assert set(later[later["state"] == "COMPLETED"]["node"]) >= {"ondemand-st-compute-1"}
-    table = pd.read_csv(local / "results/summary/visits.csv")
-    assert table["visit"].tolist() == visits and set(table["status"]) == {"ok"}
-    assert_each_dataset_once(f"/shared/tests/{name}", visits)
-
-
-def test_an_abandoned_cluster_tears_itself_down(tmp_path):
-    """The control plane dies once the run has started and never comes back: when the run has
-    ended and ``remote.abandon_hours`` (here 20 s) have passed, the head node's dead man's switch
-    runs the teardown itself, by ``remote.teardown``, with the run's config and the workflow's
-    environment there. The run here only sets up (``make env``), for speed.
-
-    With ``remote.provider: existing`` that teardown's decision is "left running" (nothing of
-    ours to delete); the same module deleting a pcluster cluster from the head node, and the head
-    node's IAM policy for it, are test_abandon.py's, against moto.
-    """
-    local = copy_workflow(tmp_path / "laptop")
-    name = f"abandoned-{uuid.uuid4().hex[:8]}"
-    setup = multihost_config(tmp_path, name)
-    command = json.loads(setup.read_text())["remote"]["command"].split(" && .venv/bin/snakemake")[0]
-    config = multihost_config(tmp_path, name, command=command, abandon_hours=20 / 3600)
-    state = shared(f"/shared/tests/{name}") / ".lsst-on-aws"
-    control = start_control_plane(local, config, tmp_path / "control-plane.log")
-    wait_for(lambda: (state / "run.pid").exists(), 300, "run started on the head node")
-    os.killpg(control.pid, signal.SIGKILL)
-    control.wait(timeout=60)
-    wait_for(lambda: (state / "abandoned.json").exists(), 300, "teardown by the dead man's switch")
-    log = (state / "watchdog.log").read_text()
-    assert "no control plane settled the cluster within 20 s: tearing it down" in log, log
-    record = json.loads((state / "abandoned.json").read_text())
-    assert (record["abandoned"], record["action"], record["run_ok"]) == (True, "left running", True)
