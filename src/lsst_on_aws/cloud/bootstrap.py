@@ -140,7 +140,7 @@ if [ -n "$registry" ]; then
   chown postgres: "$registry"
   chmod 700 "$registry"
   if [ ! -s "$registry/PG_VERSION" ]; then
-    runuser -u postgres -- "$bin/initdb" -D "$registry" -A trust -U postgres >/dev/null
+    runuser -u postgres -- "$bin/initdb" -D "$registry" -A trust -U postgres -E UTF8 --locale=C >/dev/null
     echo "host all all samenet trust" >> "$registry/pg_hba.conf"
   fi
   if ! runuser -u postgres -- "$bin/pg_ctl" -D "$registry" status >/dev/null 2>&1; then
