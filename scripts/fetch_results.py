@@ -9,9 +9,7 @@ from lsst_on_aws.logs import fail, to_log, to_terminal
 config = snakemake.params.config
 settings = config["remote"]
 with to_log(snakemake.log[0]) as log:
-    node = lifecycle.node_from_record(
-        config, json.loads(Path(snakemake.input.created).read_text()), snakemake.params.known_hosts
-    )
+    node = lifecycle.node_from_created(config, snakemake.input.created, snakemake.params.known_hosts)
     paths = [*settings["fetch"], f"{remote.STATE_DIR}/run.log"]
     try:
         got = remote.fetch(node, settings["directory"], paths, str(Path.cwd()))

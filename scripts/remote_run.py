@@ -11,9 +11,7 @@ settings = config["remote"]
 with to_log(snakemake.log[0]) as log:
     report = progress(log)
 
-    node = lifecycle.node_from_record(
-        config, json.loads(Path(snakemake.input.created).read_text()), snakemake.params.known_hosts
-    )
+    node = lifecycle.node_from_created(config, snakemake.input.created, snakemake.params.known_hosts)
     # {config}: the resolved configuration the sync sent; {python_prefix}: the bootstrap's Python;
     # {partitions}: the cluster's queues the jobs go to
     command = settings["command"].replace("{config}", remote.RUN_CONFIG)

@@ -24,9 +24,7 @@ with to_log(snakemake.log[0]) as log:
     lifecycle.record_gone(record, params.ledger)
     if params.after_run and record["action"] in ("kept", "left running"):
         # the cluster's fate is decided: its dead man's switch stands down
-        node = lifecycle.node_from_record(
-            config, json.loads(Path(snakemake.input.created).read_text()), params.known_hosts
-        )
+        node = lifecycle.node_from_created(config, snakemake.input.created, params.known_hosts)
         try:
             remote.mark_settled(node, config["remote"]["directory"])
         except remote.RemoteError as err:

@@ -35,6 +35,11 @@ def node_from_record(config: dict, record: dict, known_hosts: str) -> HeadNode:
     )
 
 
+def node_from_created(config: dict, created: str, known_hosts: str) -> HeadNode:
+    """The head node of the creation record in the file ``created`` (:func:`node_from_record`)."""
+    return node_from_record(config, json.loads(Path(created).read_text()), known_hosts)
+
+
 def create(
     config: dict,
     config_path: str,
@@ -145,8 +150,12 @@ def mark_requested(ledger: str) -> None:
     """Note, before a cluster is asked for, that it was: a failure from then on (even during
     creation) still finds the cluster to tear down. ``ledger`` is the workflow's file for it.
     """
+    _write_ledger(ledger, now())
+
+
+def _write_ledger(ledger: str, text: str) -> None:
     Path(ledger).parent.mkdir(parents=True, exist_ok=True)
-    Path(ledger).write_text(now() + "\n")
+    Path(ledger).write_text(text + "\n")
 
 
 def was_requested(ledger: str) -> bool:
@@ -166,8 +175,7 @@ def mark_started(ledger: str, run_id: str) -> None:
     """Note that a run was started (or adopted) on the cluster: from then on, a failure of this
     machine's control plane must find out whether the run goes on before any teardown.
     """
-    Path(ledger).parent.mkdir(parents=True, exist_ok=True)
-    Path(ledger).write_text(run_id + "\n")
+    _write_ledger(ledger, run_id)
 
 
 def run_goes_on(config: dict, created: str, started: str, known_hosts: str) -> str | None:
@@ -181,7 +189,7 @@ def run_goes_on(config: dict, created: str, started: str, known_hosts: str) -> s
     """
     if not (Path(started).exists() and Path(created).exists()):
         return None
-    node = node_from_record(config, json.loads(Path(created).read_text()), known_hosts)
+    node = node_from_created(config, created, known_hosts)
     directory = config["remote"]["directory"]
     try:
         state = remote.status(node, directory)["state"]
