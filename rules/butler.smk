@@ -1,4 +1,5 @@
-# The Butler repository: created once, instrument registered, calibrations and raws ingested.
+# The Butler repository: created once, instrument registered, calibrations ingested (each visit's
+# raws are ingested by its processing job), and the processed visits chained.
 # Every step runs inside the stack through its activation prefix.
 
 
@@ -114,33 +115,10 @@ rule ingest_refcat:
         " {params.repo} {params.files} --output {output.record}) > {log} 2>&1"
 
 
-rule ingest_raws:
-    input:
-        activate=stack_activate(),
-        instrument="results/butler/instrument.json",
-        raws=raw_inputs,
-    output:
-        record="results/butler/raws/{visit}.json",
-    log:
-        "logs/butler/raws/{visit}/ingest_raws.log",
-    benchmark:
-        "results/benchmarks/butler/raws/{visit}/ingest_raws.tsv"
-    conda:
-        "../envs/stack-shell.yaml"
-    params:
-        repo=REPO,
-        transfer=config["butler"]["transfer"],
-        sources=raw_sources,
-    shell:
-        "(source {input.activate} && python -m lsst_on_aws_tasks.butler_setup ingest-raws"
-        " {params.repo} {params.sources} --transfer {params.transfer}"
-        " --output {output.record}) > {log} 2>&1"
-
-
 rule chain_visits:
     input:
         activate=stack_activate(),
-        summaries=visit_outputs("summary.json"),
+        visits="results/summary/visits.parquet",
     output:
         record="results/butler/chain.json",
     log:
@@ -156,5 +134,5 @@ rule chain_visits:
         inputs=DEFAULT_INPUTS,
     shell:
         "(source {input.activate} && python -m lsst_on_aws_tasks.butler_setup set-chain"
-        " {params.repo} {params.chain} --summaries {input.summaries} --inputs {params.inputs}"
+        " {params.repo} {params.chain} --visits-table {input.visits} --inputs {params.inputs}"
         " --output {output.record}) > {log} 2>&1"

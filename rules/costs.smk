@@ -7,8 +7,7 @@
 rule timing_table:
     input:
         benchmarks=job_benchmarks,
-        jobs=visit_outputs("job.json"),
-        quanta=visit_outputs("quanta.json"),
+        batches=batch_records(),
     output:
         parquet="results/costs/timings.parquet",
         csv=report(
@@ -25,9 +24,11 @@ rule timing_table:
     conda:
         "../envs/workflow.yaml"
     params:
-        # each benchmark file's rule, visit or batch, and the visits in input.quanta's order
+        # each benchmark file's rule, visit or batch; the visits, with their job and quanta records
         jobs=benchmark_jobs,
         visits=PROCESS_VISITS,
+        job_records=visit_outputs("job.json"),
+        quanta=visit_outputs("quanta.json"),
         runs={v: f"{config['butler']['output']}/{v}" for v in PROCESS_VISITS},
         instance_type=config["cluster"]["compute_instance_type"],
         processing_rule=rules.process_batch.rule.name,

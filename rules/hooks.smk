@@ -25,8 +25,10 @@ def warn_failed_visits():
         lines = [
             f"  visit {visit}: {reason}" for visit, reason in sorted(failed.items())
         ]
+        batches = sorted({BATCH_OF[visit] for visit in failed})
+        rerun = " ".join(f"results/batches/{batch}/batch.json" for batch in batches)
         logger.warning(
             f"{len(failed)} of {len(PROCESS_VISITS)} visits could not be processed"
-            " (results/summary/visits.csv lists them; fix the data, then rerun each"
-            " with --forcerun results/butler/raws/<visit>.json):\n" + "\n".join(lines)
+            " (results/summary/visits.csv lists them; fix the data, then rerun their"
+            f" batches with --forcerun {rerun}):\n" + "\n".join(lines)
         )

@@ -44,28 +44,25 @@ def visit_row(wildcards):
     }
 
 
-def raw_dir(wildcards):
-    """Folder of a visit's raw frames, for the configured data source."""
-    return f"{DATA_DIR}/raw/{wildcards.visit}"
-
-
 def calib_dir(wildcards=None):
     """Folder of the master bias and flat frames, for the configured data source."""
     return f"{DATA_DIR}/calib"
 
 
-def raw_inputs(wildcards):
-    """What a visit's ingest reads: SimCam's raw/<visit>/ folder, or the index of DECam's InstCal files."""
+def batch_raws(wildcards):
+    """What a batch's ingest reads: each SimCam visit's raw/<visit>/ folder, or the index of DECam's
+    InstCal files.
+    """
     if INSTRUMENT == "DECam":
-        return "results/data/instcal-index.csv"
-    return raw_dir(wildcards)
+        return ["results/data/instcal-index.csv"]
+    return expand("{data}/raw/{visit}", data=DATA_DIR, visit=batch_visits(wildcards))
 
 
 def raw_sources(wildcards, input):
-    """The ingest command's sources: SimCam's files, or DECam's index and the visit's EXPNUM."""
+    """The processing command's raw sources: SimCam's folder of raw/<visit>/, or DECam's index."""
     if INSTRUMENT == "DECam":
-        return f"--instrument DECam --index {input.raws} --visit {wildcards.visit}"
-    return f"{input.raws}/*.fits"
+        return f"--index {input.raws}"
+    return f"--raw-dir {DATA_DIR}/raw"
 
 
 def refcat_input(wildcards=None):
@@ -96,14 +93,11 @@ def batch_visits(wildcards):
     return BATCHES[wildcards.batch]
 
 
-def batch_raw_records(wildcards):
-    """The ingest records of a batch's visits."""
-    return expand("results/butler/raws/{visit}.json", visit=batch_visits(wildcards))
-
-
-def visit_batch(wildcards):
-    """The record of the batch that processes a visit (its results are in folders beside it)."""
-    return f"results/batches/{BATCH_OF[int(wildcards.visit)]}/batch.json"
+def batch_records(wildcards=None):
+    """The record of every processing batch: once they all exist, so do the files of every
+    processed visit (:func:`visit_outputs`), which the batches' jobs write beside no declared output.
+    """
+    return expand("results/batches/{batch}/batch.json", batch=list(BATCHES))
 
 
 def pipetask_overrides(wildcards=None):
@@ -119,7 +113,10 @@ def pipetask_overrides(wildcards=None):
 
 
 def visit_outputs(name):
-    """One per-visit output path for every processed visit."""
+    """One per-visit file of every processed visit, as the batches' jobs write them: a parameter of
+    the steps that read them, whose input is :func:`batch_records` (one output per batch keeps the
+    job graph small at survey scale).
+    """
     return expand("results/visits/{visit}/{name}", visit=PROCESS_VISITS, name=name)
 
 

@@ -3,8 +3,7 @@
 
 rule summarise_visits:
     input:
-        summaries=visit_outputs("summary.json"),
-        jobs=visit_outputs("job.json"),
+        batches=batch_records(),
     output:
         csv=report(
             "results/summary/visits.csv",
@@ -22,13 +21,15 @@ rule summarise_visits:
         "../envs/workflow.yaml"
     params:
         bands=VISITS["band"].to_dict(),
+        summaries=visit_outputs("summary.json"),
+        jobs=visit_outputs("job.json"),
     script:
         "../scripts/summarise_visits.py"
 
 
 rule check_truth:
     input:
-        sources=visit_outputs("sources.parquet"),
+        batches=batch_records(),
         truth=truth_tables(),
         visits="results/summary/visits.parquet",
     output:
@@ -45,6 +46,8 @@ rule check_truth:
     localrule: True
     conda:
         "../envs/workflow.yaml"
+    params:
+        sources=visit_outputs("sources.parquet"),
     script:
         "../scripts/check_truth.py"
 
@@ -72,8 +75,7 @@ rule plot_visits:
 
 rule plot_cutouts:
     input:
-        previews=visit_outputs("preview.fits"),
-        sources=visit_outputs("sources.parquet"),
+        batches=batch_records(),
         visits="results/summary/visits.parquet",
     output:
         png=report(
@@ -89,5 +91,8 @@ rule plot_cutouts:
     localrule: True
     conda:
         "../envs/workflow.yaml"
+    params:
+        previews=visit_outputs("preview.fits"),
+        sources=visit_outputs("sources.parquet"),
     script:
         "../scripts/plot_cutouts.py"

@@ -74,7 +74,7 @@ def benchmark_jobs(wildcards=None):
         if INSTRUMENT == "DECam"
         else ["ingest_calibs"]
     )
-    per_visit = ["ingest_raws", "visit_results"]
+    per_visit = []
     if config["data"]["source"] == "simulated":
         per_run += ["simulate_reference_catalog", "simulate_calibs"]
         per_visit.append("simulate_raws")

@@ -6,8 +6,8 @@ from lsst_on_aws.summary import add_job_accounting, failed_visits, read_jobs, vi
 
 with to_log(snakemake.log[0]) as log:
     bands = {int(k): v for k, v in snakemake.params.bands.items()}
-    table = visit_table(list(snakemake.input.summaries), bands)
-    jobs = read_jobs(list(snakemake.input.jobs))
+    table = visit_table(list(snakemake.params.summaries), bands)
+    jobs = read_jobs(list(snakemake.params.jobs))
     accounting = job_accounting(jobs["slurm_job_id"])
     log.info("Slurm accounting for %d of %d visits", len(accounting), len(table))
     table = add_job_accounting(table, jobs, accounting)

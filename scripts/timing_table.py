@@ -7,13 +7,13 @@ from lsst_on_aws.summary import read_job_record
 
 params = snakemake.params
 with to_log(snakemake.log[0]) as log:
-    job_ids = [read_job_record(p)["slurm_job_id"] for p in snakemake.input.jobs]
+    job_ids = [read_job_record(p)["slurm_job_id"] for p in params.job_records]
     accounting = job_accounting(job_ids)
     log.info("Slurm accounting for %d of %d visit jobs", len(accounting), len(job_ids))
     table = timing_table(
         params.jobs,
-        snakemake.input.jobs,
-        dict(zip(params.visits, snakemake.input.quanta, strict=True)),
+        params.job_records,
+        dict(zip(params.visits, params.quanta, strict=True)),
         {int(k): v for k, v in params.runs.items()},
         params.instance_type,
         params.processing_rule,

@@ -52,5 +52,5 @@ def test_command_line_numbers_are_accepted(workdir):
         workdir, "--dry-run", "--config", "processing={'detection_threshold': 6}", "process_visits=[1, 2]"
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "results/visits/1/summary.json" in result.stdout
-    assert "results/visits/3/summary.json" not in result.stdout
+    assert "results/batches/1-1/batch.json" in result.stdout
+    assert "results/batches/3-3/batch.json" not in result.stdout

@@ -182,7 +182,7 @@ def test_workflow_processes_a_visit_in_an_existing_stack_with_its_pipeline(tmp_p
         "process_visits=[1]",
     ]
 
-    result = snakemake(workdir, "--cores", "2", "results/visits/1/summary.json", "--config", *settings)
+    result = snakemake(workdir, "--cores", "2", "results/batches/1-1/batch.json", "--config", *settings)
 
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((stacks / "site" / "manifest.json").read_text())

@@ -47,9 +47,7 @@ JOB_RULES = {
     "register_instrument": 1,
     "register_dataset_types": 1,
     "ingest_calibs": 1,
-    "ingest_raws": 6,
     "process_batch": 6,
-    "visit_results": 6,
     "chain_visits": 1,
     "summarise_visits": 1,
 }
@@ -312,7 +310,7 @@ def test_second_run_has_nothing_to_do(demo_run):
 def test_new_threshold_reprocesses_visits_only(demo_run):
     result = snakemake(demo_run, "--dry-run", "--config", "processing={'detection_threshold': 6.0}")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert planned_jobs(result) == {"process_batch": 6, "visit_results": 6, **AGGREGATES}
+    assert planned_jobs(result) == {"process_batch": 6, **AGGREGATES}
 
 
 def test_renamed_cluster_reprices_nothing(demo_run):
@@ -326,7 +324,7 @@ def test_batches_of_visits_reprocess_in_fewer_jobs(demo_run):
     result = snakemake(demo_run, "--dry-run", "--config", "visits_per_job=4")
     assert result.returncode == 0, result.stderr[-2000:]
     # runs of 4 visits of the table: 1-4 and 5-6
-    assert planned_jobs(result) == {"process_batch": 2, "visit_results": 6, **AGGREGATES}
+    assert planned_jobs(result) == {"process_batch": 2, **AGGREGATES}
     assert "results/batches/1-4" in result.stdout and "results/batches/5-6" in result.stdout
 
 
@@ -336,9 +334,9 @@ def test_added_visit_runs_only_its_own_jobs(demo_run):
     result = snakemake(demo_run, "--dry-run", "--config", "visits=config/visits_plus.tsv")
     assert result.returncode == 0, result.stderr[-2000:]
     # its own jobs, the aggregates, and a new estimate (one more visit to pay for)
-    own = {"simulate_raws": 1, "ingest_raws": 1, "process_batch": 1, "visit_results": 1, "estimate_cost": 1}
+    own = {"simulate_raws": 1, "process_batch": 1, "estimate_cost": 1}
     assert planned_jobs(result) == {**own, **AGGREGATES}
-    assert "results/visits/7/summary.json" in result.stdout
+    assert "results/batches/7-7/batch.json" in result.stdout
 
 
 def test_new_stack_tag_reinstalls_and_reprocesses(demo_run):
@@ -371,7 +369,7 @@ def test_failed_visit_is_recorded_and_leaves_nothing_that_blocks_its_rerun(demo_
         "--config",
         "processing={'detection_threshold': 1e9}",
         "--",
-        "results/visits/1/summary.json",
+        "results/batches/1-1/batch.json",
     )
     assert failed.returncode == 0, failed.stderr[-3000:]
     summary = json.loads((demo_run / "results/visits/1/summary.json").read_text())

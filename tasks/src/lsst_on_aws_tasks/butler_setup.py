@@ -10,19 +10,14 @@ Run it inside the stack environment::
         [--registry sqlite|postgresql://...] [--namespace SCHEMA] --output JSON
     python -m lsst_on_aws_tasks.butler_setup register-instrument REPO --output JSON
     python -m lsst_on_aws_tasks.butler_setup ingest-calibs REPO FILE... --output JSON
-    python -m lsst_on_aws_tasks.butler_setup ingest-raws REPO FILE... --output JSON
-    python -m lsst_on_aws_tasks.butler_setup ingest-raws REPO --instrument DECam --index CSV --visit V \\
-        --output JSON
     python -m lsst_on_aws_tasks.butler_setup ingest-refcat REPO GAIA_FITS... --output JSON
     python -m lsst_on_aws_tasks.butler_setup register-dataset-types REPO PIPELINE --output JSON
     python -m lsst_on_aws_tasks.butler_setup remove-run REPO RUN
-    python -m lsst_on_aws_tasks.butler_setup set-chain REPO CHAIN --summaries JSON... --output JSON
+    python -m lsst_on_aws_tasks.butler_setup set-chain REPO CHAIN --visits-table PARQUET --output JSON
 
-``ingest-raws`` ingests one visit's files. A file it cannot take (damaged,
-another instrument, headers missing) does not fail the command: the record
-it writes says ``"status": "failed"`` with the reason, which names the file,
-and the visit's processing reports it. Every other command fails with exit
-status 2 and one line naming what is wrong (a file, the registry).
+A visit's raws are ingested by its processing job (``process_visit``). Each
+command here fails with exit status 2 and one line naming what is wrong (a
+file, the registry).
 """
 
 from __future__ import annotations
@@ -56,16 +51,11 @@ def _main(argv: list[str] | None = None) -> int:
     p.add_argument("repo")
     p.add_argument("--instrument", default=simcam.NAME, choices=[simcam.NAME, "DECam"])
     p.add_argument("--output", type=Path, required=True)
-    for name in ("ingest-raws", "ingest-calibs"):
-        p = sub.add_parser(name)
-        p.add_argument("repo")
-        p.add_argument("files", nargs="*", type=Path)
-        p.add_argument("--transfer", default="copy")
-        p.add_argument("--output", type=Path, required=True)
-        if name == "ingest-raws":
-            p.add_argument("--instrument", default=simcam.NAME, choices=[simcam.NAME, "DECam"])
-            p.add_argument("--index", type=Path, help="DECam: the index of InstCal files (instead of files)")
-            p.add_argument("--visit", type=int, help="DECam: the visit (EXPNUM) to ingest from the index")
+    p = sub.add_parser("ingest-calibs")
+    p.add_argument("repo")
+    p.add_argument("files", nargs="*", type=Path)
+    p.add_argument("--transfer", default="copy")
+    p.add_argument("--output", type=Path, required=True)
     p = sub.add_parser("ingest-refcat")
     p.add_argument("repo")
     p.add_argument("files", nargs="+", type=Path)
@@ -76,7 +66,7 @@ def _main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("set-chain")
     p.add_argument("repo")
     p.add_argument("chain")
-    p.add_argument("--summaries", nargs="+", type=Path, required=True)
+    p.add_argument("--visits-table", type=Path, required=True, help="the summary table (parquet)")
     chained_last = "the instrument's input collection, chained last"
     p.add_argument("--inputs", default=simcam_ingest.DEFAULTS, help=chained_last)
     p.add_argument("--output", type=Path, required=True)
@@ -91,19 +81,6 @@ def _main(argv: list[str] | None = None) -> int:
                 result = decam_ingest.register_decam(args.repo)
             else:
                 result = simcam_ingest.register_instrument(args.repo)
-        elif args.command == "ingest-raws":
-            files = list(args.files)
-            try:
-                if args.instrument == "DECam":
-                    files = decam_ingest.files_of_visit(args.index, args.visit)
-                    result = {"status": "ok", **decam_ingest.ingest_decam(args.repo, files, args.transfer)}
-                else:
-                    result = {"status": "ok", **simcam_ingest.ingest_raws(args.repo, files, args.transfer)}
-            except IngestError as exc:
-                # a visit's bad file is that visit's outcome, not the workflow's
-                # failure: recorded here, reported in the summary
-                print(f"error: {exc}", file=sys.stderr)
-                result = {"status": "failed", "error": str(exc), "files": [p.name for p in files]}
         elif args.command == "ingest-refcat":
             result = decam_ingest.ingest_refcat(args.repo, args.files)
         elif args.command == "ingest-calibs":
@@ -113,7 +90,7 @@ def _main(argv: list[str] | None = None) -> int:
             print(f"{'removed' if removed else 'no'} run {args.run}")
             return 0
         else:
-            result = chain_visits(args.repo, args.chain, args.summaries, args.inputs)
+            result = chain_visits(args.repo, args.chain, args.visits_table, args.inputs)
     except (IngestError, RepositoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -174,7 +174,7 @@ def ingest_decam(repo: str, images: list[Path], transfer: str = "copy") -> dict:
     with butler.transaction():
         for element, rows in decam_records([obs for obs, _ in checked]).items():
             for row in rows:
-                butler.registry.syncDimensionData(element, row)
+                butler.registry.syncDimensionData(element, row, update=True)
         new = ingest_datasets(butler, datasets, RAW_RUN, transfer)
     return {
         "run": RAW_RUN,

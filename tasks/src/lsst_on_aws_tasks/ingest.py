@@ -4,6 +4,8 @@ sky regions), and files into a RUN in one transaction.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import astropy.units as u
 import numpy as np
 from astropy.time import Time
@@ -76,14 +78,32 @@ def add_exposure_records(
         )
 
 
+def _changed(stored, path: Path) -> bool:
+    """Whether the repository's copy of a file (a ``ResourcePath``) holds other bytes than ``path``."""
+    return stored.size() != path.stat().st_size or stored.read() != path.read_bytes()
+
+
 def ingest_datasets(butler: Butler, datasets: list[FileDataset], run: str, transfer: str) -> int:
-    """Ingest files not yet in ``run``; returns how many were new."""
-    todo = []
+    """Ingest files not yet in ``run``, or whose content changed since; returns how many were ingested.
+
+    A dataset already there from the same bytes (a retry, a rerun of an
+    unchanged visit) is kept. One whose file now holds other bytes (a
+    re-simulated visit) is replaced: with ``copy`` or ``hardlink`` the
+    repository keeps its own copy, which would otherwise be processed in
+    place of the new file. A ``direct`` or ``symlink`` ingest reads the
+    file where it is, so its stored content is always the file's.
+    """
+    todo, stale = [], []
     for ds in datasets:
         ref = ds.refs[0]
         existing = butler.find_dataset(ref.datasetType, ref.dataId, collections=run)
         if existing is None:
             todo.append(ds)
+        elif _changed(butler.getURI(existing), Path(ds.path)):
+            stale.append(existing)
+            todo.append(ds)
+    if stale:
+        butler.pruneDatasets(stale, disassociate=True, unstore=True, purge=True)
     if todo:
         butler.ingest(*todo, transfer=transfer)
     return len(todo)

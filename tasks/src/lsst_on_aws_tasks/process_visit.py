@@ -1,22 +1,26 @@
-"""Process a batch of visits in one process: for each, clear its RUN, run ``pipetask``, export, record.
+"""Process a batch of visits in one process: for each, ingest its raws, clear its RUN, run ``pipetask``,
+export, record.
 
 The workflow's ``process_batch`` rule runs, inside the stack::
 
     python -m lsst_on_aws_tasks.process_visit REPO --output-prefix CHAIN --visits V [V ...] \\
         --instrument NAME --inputs COLLECTION --pipeline YAML [-c LABEL:KEY=VALUE ...] \\
-        --raws-dir DIR --out DIR
+        (--raw-dir DIR | --index CSV) [--transfer MODE] --visits-dir DIR --out DIR
 
-and writes, for each visit, ``OUT/<visit>/`` with ``summary.json``,
-``sources.parquet``, ``quanta.json``, ``job.json`` and
-``pipetask_report.json``, then, last, ``OUT/batch.json`` (what an earlier
-attempt left in ``OUT`` is removed first). The visits run one after
-another; the middleware's imports (about 3-4 s) and the process itself are
-paid once per batch, not once per visit. For each visit, into RUN
-``CHAIN/<visit>``:
+and writes, for each visit, ``VISITS_DIR/<visit>/`` with ``ingest.json``,
+``summary.json``, ``sources.parquet``, ``preview.fits``, ``quanta.json``,
+``job.json`` and ``pipetask_report.json`` (what an earlier attempt left in
+the visit's folder is removed first), then, last, ``OUT/batch.json``, which
+lists the visits. The visits run one after another; the middleware's imports
+(about 3-4 s) and the process itself are paid once per batch, not once per
+visit. For each visit, into RUN ``CHAIN/<visit>``:
 
-1. If the visit's raw ingest (``RAWS_DIR/<visit>.json``) recorded a failure
-   (a damaged file, another instrument), the visit fails at once with that
-   reason.
+1. The visit's raw files (SimCam: ``RAW_DIR/<visit>/*.fits``; DECam: the
+   InstCal files the index lists for its EXPNUM) are ingested into the raw
+   RUN, in one transaction; files already there from the same bytes are
+   kept, files whose content changed are replaced. If the ingest fails (a
+   damaged file, another instrument), the visit fails at once with that
+   reason, and nothing of it enters the repository.
 2. The visit's RUN collection is removed, with whatever an earlier,
    interrupted or failed attempt left in it, so a retry never meets its
    own debris.
@@ -57,6 +61,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import export
+from .ingest import IngestError
 from .repo import remove_run
 
 
@@ -134,6 +139,26 @@ def run_pipetask(args: list[str]) -> int:
     return 1  # exited with a message
 
 
+def ingest_visit(
+    repo: str, visit: int, *, instrument: str, raw_dir: Path | None, index: Path | None, transfer: str
+) -> dict:
+    """Ingest a visit's raw files; return the ingest's record, ``"status"`` "ok" or "failed" (a file
+    the ingest cannot take: the visit's outcome, not the batch's failure) with the reason.
+    """
+    from . import decam_ingest, simcam_ingest
+
+    files: list[Path] = []
+    try:
+        if instrument == "DECam":
+            files = decam_ingest.files_of_visit(index, visit)
+            return {"status": "ok", **decam_ingest.ingest_decam(repo, files, transfer)}
+        files = sorted((raw_dir / str(visit)).glob("*.fits"))
+        return {"status": "ok", **simcam_ingest.ingest_raws(repo, files, transfer)}
+    except IngestError as exc:
+        print(f"visit {visit}: ingest failed: {exc}", flush=True)
+        return {"status": "failed", "error": str(exc), "files": [p.name for p in files]}
+
+
 def process_visit(
     repo: str,
     run: str,
@@ -207,6 +232,10 @@ class Stopwatch:
         self._wall = time.perf_counter()
         self._cpu = time.process_time()
 
+    def elapsed(self) -> float:
+        """Wall seconds since it started."""
+        return round(time.perf_counter() - self._wall, 3)
+
     def record(self, **extra) -> dict:
         """Where and when: Slurm job id (empty outside Slurm), host, start, end, wall, CPU, peak RSS."""
         return {
@@ -215,7 +244,7 @@ class Stopwatch:
             **extra,
             "start": self.start.isoformat(timespec="milliseconds"),
             "end": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "wall_s": round(time.perf_counter() - self._wall, 3),
+            "wall_s": self.elapsed(),
             "cpu_s": round(time.process_time() - self._cpu, 3),
             # the process's peak so far (Linux reports kB)
             "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -232,15 +261,17 @@ def process_batch(
     output_prefix: str,
     visits: list[int],
     *,
-    raws_dir: Path,
+    raws: dict,
+    visits_dir: Path,
     out: Path,
     batch: str,
     **pipeline,
 ) -> dict[int, str]:
-    """Process ``visits`` one after another into ``out``; return visit -> status.
+    """Ingest and process ``visits`` one after another into ``visits_dir``; return visit -> status.
 
-    ``pipeline`` holds :func:`process_visit`'s keyword arguments ``instrument``,
-    ``inputs``, ``pipeline`` and ``overrides``.
+    ``raws`` holds :func:`ingest_visit`'s keyword arguments (``raw_dir``,
+    ``index``, ``transfer``); ``pipeline`` :func:`process_visit`'s
+    ``instrument``, ``inputs``, ``pipeline`` and ``overrides``.
 
     Raises
     ------
@@ -248,21 +279,23 @@ def process_batch(
         pipetask failed on a visit for a reason other than the data.
     """
     whole = Stopwatch()
-    # what an earlier, failed or outdated attempt left here goes first: batch.json, written
-    # last, then says that every visit folder beside it is this run's and complete
+    # batch.json, written last, says that every visit folder it lists is this run's and complete
     (out / "batch.json").unlink(missing_ok=True)
-    for old in out.glob("*/"):
-        shutil.rmtree(old)
     statuses = {}
     for visit in visits:
         clock = Stopwatch()
-        folder = out / str(visit)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = visits_dir / str(visit)
+        # what an earlier, failed or outdated attempt left goes first
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        ingest = ingest_visit(repo, visit, instrument=pipeline["instrument"], **raws)
+        write_json(folder / "ingest.json", ingest)
+        ingest_s = clock.elapsed()
         result = process_visit(
             repo,
             f"{output_prefix}/{visit}",
             visit,
-            raws_record=raws_dir / f"{visit}.json",
+            raws_record=folder / "ingest.json",
             summary_path=folder / "summary.json",
             sources_path=folder / "sources.parquet",
             report_path=folder / "pipetask_report.json",
@@ -270,9 +303,10 @@ def process_batch(
             preview_path=folder / "preview.fits",
             **pipeline,
         )
-        write_json(folder / "job.json", clock.record(batch=batch, visit=visit))
+        write_json(folder / "job.json", clock.record(batch=batch, visit=visit, ingest_s=ingest_s))
         statuses[visit] = result["status"]
         print(f"visit {visit}: {result['status']}", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "batch.json", whole.record(batch=batch, visits=visits))
     return statuses
 
@@ -288,15 +322,20 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inputs", required=True)
     parser.add_argument("--pipeline", required=True)
     parser.add_argument("-c", "--config", dest="overrides", action="append", default=[])
-    parser.add_argument("--raws-dir", type=Path, required=True, help="folder of the visits' ingest records")
-    parser.add_argument("--out", type=Path, required=True, help="folder of the batch's results")
+    raws = parser.add_mutually_exclusive_group(required=True)
+    raws.add_argument("--raw-dir", type=Path, help="SimCam: the folder of the visits' raw/<visit>/ folders")
+    raws.add_argument("--index", type=Path, help="DECam: the index of InstCal files")
+    parser.add_argument("--transfer", default="copy", help="the raws' ingest transfer mode")
+    parser.add_argument("--visits-dir", type=Path, required=True, help="folder of the visits' results")
+    parser.add_argument("--out", type=Path, required=True, help="folder of the batch's record")
     args = parser.parse_args(argv)
     try:
         process_batch(
             args.repo,
             args.output_prefix,
             args.visits,
-            raws_dir=args.raws_dir,
+            raws={"raw_dir": args.raw_dir, "index": args.index, "transfer": args.transfer},
+            visits_dir=args.visits_dir,
             out=args.out,
             batch=args.out.name,
             instrument=args.instrument,

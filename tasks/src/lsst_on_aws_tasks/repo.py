@@ -4,7 +4,6 @@ clear a RUN, and chain the visits' RUNs into the output collection (one writer).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -101,18 +100,18 @@ def set_chain(repo: str, chain: str, runs: list[str], inputs: str) -> list[str]:
     return list(butler.registry.getCollectionChain(chain))
 
 
-def chain_visits(repo: str, chain: str, summary_paths: list[Path], inputs: str) -> dict:
-    """Chain the RUNs of the visits whose processing succeeded, in the given order.
+def chain_visits(repo: str, chain: str, visits_table: Path, inputs: str) -> dict:
+    """Chain the RUNs of the visits whose processing succeeded, in the visit table's order.
 
-    A failed visit's RUN (whatever its attempt left) stays out of the chain,
-    so the chain holds only complete results; the record lists what was left
-    out and why.
+    ``visits_table`` is the workflow's summary table (parquet: ``run``,
+    ``status``, ``reason`` a visit). A failed visit's RUN (whatever its
+    attempt left) stays out of the chain, so the chain holds only complete
+    results; the record lists what was left out and why.
     """
-    runs, failed = [], {}
-    for path in summary_paths:
-        summary = json.loads(path.read_text())
-        if summary.get("status", "ok") == "ok":
-            runs.append(summary["run"])
-        else:
-            failed[summary["run"]] = summary.get("reason", "")
+    import pandas as pd
+
+    table = pd.read_parquet(visits_table, columns=["run", "status", "reason"])
+    ok = table["status"] == "ok"
+    runs = list(table.loc[ok, "run"])
+    failed = dict(zip(table.loc[~ok, "run"], table.loc[~ok, "reason"].fillna(""), strict=True))
     return {"chain": chain, "children": set_chain(repo, chain, runs, inputs), "left_out": failed}

@@ -199,7 +199,7 @@ def ingest_raws(repo: str, paths: list[Path], transfer: str = "copy") -> dict:
     with butler.transaction():
         for element, rows in records.items():
             for row in rows:
-                butler.registry.syncDimensionData(element, row)
+                butler.registry.syncDimensionData(element, row, update=True)
     raw_type = butler.get_dataset_type("raw")
     datasets = [
         FileDataset(
