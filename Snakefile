@@ -4,12 +4,13 @@
 # Snakefile on a cluster's head node.
 #
 # resources/stack/<tag>/          the LSST stack (venv/), activate.sh, manifest.json
-# results/simulated/              refcat.parquet, calib/, raw/<visit>/, truth/<visit>.parquet
+# results/simulated/              refcat.parquet, calib/, raw/<visit>/, truth/<visit>.parquet,
+#                                 batches/<batch>.json (a simulated batch's record)
 # resources/data/                 calib/, raw/<visit>/ staged from an s3:// data source
 # results/butler/repo/            the Butler repository (SQLite registry + files)
 # results/butler/*.json           records of repository set-up, ingest and the output chain
-# results/batches/<batch>/        what each processing job (a batch of visits) wrote
-# results/visits/<visit>/         summary.json and sources.parquet exported from the Butler
+# results/batches/<batch>/        batch.json, a processing job's record (a batch of visits)
+# results/visits/<visit>/         summary.json, sources.parquet, ... exported from the Butler
 # results/summary/                visits.{csv,parquet}, truth_check.csv, figures
 # results/costs/                  estimate.json, timings.{parquet,csv}, cost tables, figures
 # results/provenance/             the publishing bundle (.tar.gz), report.zip, resolved config,

@@ -59,6 +59,12 @@ STACK = f"{STACK_PREFIX}/{config['stack']['tag']}"
 REPO = config["butler"]["repo"]
 INSTRUMENT = config["instrument"]
 DEFAULT_INPUTS = f"{INSTRUMENT}/defaults"
+# the processing job's raw sources: SimCam's folder of raw/<visit>/, or DECam's index of InstCal files
+RAW_SOURCES = (
+    "--index results/data/instcal-index.csv"
+    if INSTRUMENT == "DECam"
+    else f"--raw-dir {DATA_DIR}/raw"
+)
 TASK_SOURCES = sorted(str(p) for p in Path("tasks/src").rglob("*.py"))
 # the simulator's code: a change to it re-simulates (Snakemake's own code
 # trigger sees only the scripts/ adapter, not the package behind it)

@@ -32,16 +32,25 @@ def stack_activate(wildcards=None):
     return f"{STACK}/activate.sh"
 
 
-def visit_row(wildcards):
-    """A visit's row of the visit table, as the simulator takes it."""
-    row = VISITS.loc[int(wildcards.visit)]
-    return {
-        "visit": int(row["visit"]),
-        "band": str(row["band"]),
-        "seeing_arcsec": float(row["seeing_arcsec"]),
-        "ra_offset_arcsec": float(row["ra_offset_arcsec"]),
-        "dec_offset_arcsec": float(row["dec_offset_arcsec"]),
-    }
+# visit -> its row of the visit table, as the simulator takes it (made once: a lookup per job)
+VISIT_ROWS = {
+    int(row["visit"]): row
+    for row in VISITS[
+        ["visit", "band", "seeing_arcsec", "ra_offset_arcsec", "dec_offset_arcsec"]
+    ].to_dict("records")
+}
+
+
+def batch_visit_rows(wildcards):
+    """The rows of a batch's visits in the visit table, as the simulator takes them."""
+    return [VISIT_ROWS[visit] for visit in batch_visits(wildcards)]
+
+
+def batch_minutes(base, per_visit):
+    """A batch job's runtime (minutes), as a rule's resource: ``base`` plus ``per_visit`` for each of
+    its visits (a profile's set-resources replaces it).
+    """
+    return lambda wildcards: base + per_visit * len(BATCHES[wildcards.batch])
 
 
 def calib_dir(wildcards=None):
@@ -50,19 +59,14 @@ def calib_dir(wildcards=None):
 
 
 def batch_raws(wildcards):
-    """What a batch's ingest reads: each SimCam visit's raw/<visit>/ folder, or the index of DECam's
-    InstCal files.
+    """What a batch's ingest reads: the record of its simulation (simulated data), each visit's
+    raw/<visit>/ folder (a folder of SimCam raws, or staged from S3), or DECam's index of InstCal files.
     """
     if INSTRUMENT == "DECam":
-        return ["results/data/instcal-index.csv"]
+        return "results/data/instcal-index.csv"
+    if config["data"]["source"] == "simulated":
+        return f"results/simulated/batches/{wildcards.batch}.json"
     return expand("{data}/raw/{visit}", data=DATA_DIR, visit=batch_visits(wildcards))
-
-
-def raw_sources(wildcards, input):
-    """The processing command's raw sources: SimCam's folder of raw/<visit>/, or DECam's index."""
-    if INSTRUMENT == "DECam":
-        return f"--index {input.raws}"
-    return f"--raw-dir {DATA_DIR}/raw"
 
 
 def refcat_input(wildcards=None):
@@ -121,8 +125,15 @@ def visit_outputs(name):
 
 
 def truth_tables(wildcards=None):
-    """Truth catalogues of the processed visits (simulated data only)."""
+    """Truth catalogues of the processed visits (simulated data only), as the simulation's batches
+    write them: a parameter, like :func:`visit_outputs`, whose input is :func:`simulation_records`.
+    """
     return expand("results/simulated/truth/{visit}.parquet", visit=PROCESS_VISITS)
+
+
+def simulation_records(wildcards=None):
+    """The record of every simulated batch: once they exist, so do the processed visits' truth tables."""
+    return expand("results/simulated/batches/{batch}.json", batch=list(BATCHES))
 
 
 def synced_source(wildcards=None):

@@ -41,6 +41,9 @@ rule process_batch:
         "results/benchmarks/batches/{batch}/process_batch.tsv"
     conda:
         "../envs/stack-shell.yaml"
+    resources:
+        # per visit: 11.6 s for 4 detectors (profiles/default/ has the figures)
+        runtime=batch_minutes(5, 2),
     params:
         repo=REPO,
         prefix=config["butler"]["output"],
@@ -49,14 +52,13 @@ rule process_batch:
         instrument=config["instrument"],
         pipeline=pipeline_spec,
         overrides=pipetask_overrides(),
-        raws=raw_sources,
+        raws=RAW_SOURCES,
         transfer=config["butler"]["transfer"],
         visits_dir="results/visits",
-        folder=lambda wildcards: f"results/batches/{wildcards.batch}",
     shell:
         "(source {input.activate} && python -m lsst_on_aws_tasks.process_visit"
         " {params.repo} --output-prefix {params.prefix} --visits {params.visits}"
         " --instrument {params.instrument} --inputs {params.inputs}"
         " --pipeline {params.pipeline:q} {params.overrides}"
         " {params.raws} --transfer {params.transfer}"
-        " --visits-dir {params.visits_dir} --out {params.folder}) > {log} 2>&1"
+        " --visits-dir {params.visits_dir} --record {output.record}) > {log} 2>&1"

@@ -37,21 +37,27 @@ rule simulate_calibs:
         "../scripts/simulate_calibs.py"
 
 
+# A batch's visits, simulated in one job (the batches of processing, so that a changed or
+# added visit re-simulates and reprocesses its own batch only): raw/<visit>/ and
+# truth/<visit>.parquet for each, then the record listing them, written last.
 rule simulate_raws:
     input:
         refcat="results/simulated/refcat.parquet",
         code=SIMULATOR_SOURCES,
     output:
-        raws=directory("results/simulated/raw/{visit}"),
-        truth="results/simulated/truth/{visit}.parquet",
+        record="results/simulated/batches/{batch}.json",
     log:
-        "logs/simulated/raw/{visit}/simulate_raws.log",
+        "logs/simulated/batches/{batch}/simulate_raws.log",
     benchmark:
-        "results/benchmarks/simulated/raw/{visit}/simulate_raws.tsv"
+        "results/benchmarks/simulated/batches/{batch}/simulate_raws.tsv"
     conda:
         "../envs/workflow.yaml"
+    resources:
+        runtime=batch_minutes(5, 1),
     params:
         seed=config["simulation"]["seed"],
-        visit=visit_row,
+        visits=batch_visit_rows,
+        raw_dir="results/simulated/raw",
+        truth_dir="results/simulated/truth",
     script:
         "../scripts/simulate_raws.py"

@@ -30,7 +30,7 @@ rule summarise_visits:
 rule check_truth:
     input:
         batches=batch_records(),
-        truth=truth_tables(),
+        simulated=simulation_records(),
         visits="results/summary/visits.parquet",
     output:
         csv=report(
@@ -48,6 +48,7 @@ rule check_truth:
         "../envs/workflow.yaml"
     params:
         sources=visit_outputs("sources.parquet"),
+        truth=truth_tables(),
     script:
         "../scripts/check_truth.py"
 

@@ -74,10 +74,10 @@ def benchmark_jobs(wildcards=None):
         if INSTRUMENT == "DECam"
         else ["ingest_calibs"]
     )
-    per_visit = []
+    per_visit, per_batch = [], ["process_batch"]
     if config["data"]["source"] == "simulated":
         per_run += ["simulate_reference_catalog", "simulate_calibs"]
-        per_visit.append("simulate_raws")
+        per_batch.append("simulate_raws")
     if config["data"]["source"] == "s3" and INSTRUMENT == "DECam":
         per_run.append("stage_instcal")
     elif config["data"]["source"] == "s3":
@@ -92,11 +92,10 @@ def benchmark_jobs(wildcards=None):
     stack, tag = rules.install_stack, config["stack"]["tag"]
     jobs[expand(stack.benchmark, tag=tag)[0]] = {"rule": stack.rule.name}
     batches = list(BATCHES)
-    process = rules.process_batch
-    for batch, path in zip(
-        batches, expand(process.benchmark, batch=batches), strict=True
-    ):
-        jobs[path] = {"rule": process.rule.name, "batch": batch}
+    for name in per_batch:
+        paths = expand(getattr(rules, name).benchmark, batch=batches)
+        for batch, path in zip(batches, paths, strict=True):
+            jobs[path] = {"rule": name, "batch": batch}
     for name in per_visit:
         paths = expand(getattr(rules, name).benchmark, visit=PROCESS_VISITS)
         for visit, path in zip(PROCESS_VISITS, paths, strict=True):

@@ -7,6 +7,6 @@ from lsst_on_aws.summary import truth_check_table
 
 with to_log(snakemake.log[0]) as log:
     visits = pd.read_parquet(snakemake.input.visits)
-    table = truth_check_table(list(snakemake.params.sources), list(snakemake.input.truth), visits)
+    table = truth_check_table(list(snakemake.params.sources), list(snakemake.params.truth), visits)
     table.to_csv(snakemake.output.csv, index=False, float_format="%.4g")
     log.info("\n%s", table.to_string())

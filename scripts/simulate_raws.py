@@ -1,15 +1,16 @@
-"""Snakemake adapter: simulate one visit's raw frames and its truth catalogue."""
+"""Snakemake adapter: simulate a batch's visits, each its raw frames and truth catalogue."""
 
 from pathlib import Path
 
 import pandas as pd
 
 from lsst_on_aws.logs import to_log
-from lsst_on_aws.simulate import Visit, simulate_visit
+from lsst_on_aws.simulate import Visit, simulate_batch
 
+params = snakemake.params
 with to_log(snakemake.log[0]) as log:
     refcat = pd.read_parquet(snakemake.input.refcat)
-    visit = Visit(**snakemake.params.visit)
-    truth = simulate_visit(visit, refcat, snakemake.params.seed, Path(snakemake.output.raws))
-    truth.to_parquet(snakemake.output.truth, index=False)
-    log.info("visit %d: %d objects on the detectors", visit.visit, len(truth))
+    visits = [Visit(**row) for row in params.visits]
+    paths = Path(params.raw_dir), Path(params.truth_dir), Path(snakemake.output.record)
+    for visit, n_objects in simulate_batch(visits, refcat, params.seed, *paths):
+        log.info("visit %d: %d objects on the detectors", visit, n_objects)

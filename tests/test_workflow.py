@@ -323,8 +323,8 @@ def test_renamed_cluster_reprices_nothing(demo_run):
 def test_batches_of_visits_reprocess_in_fewer_jobs(demo_run):
     result = snakemake(demo_run, "--dry-run", "--config", "visits_per_job=4")
     assert result.returncode == 0, result.stderr[-2000:]
-    # runs of 4 visits of the table: 1-4 and 5-6
-    assert planned_jobs(result) == {"process_batch": 2, **AGGREGATES}
+    # runs of 4 visits of the table: 1-4 and 5-6, simulated (the same frames) and processed
+    assert planned_jobs(result) == {"simulate_raws": 2, "process_batch": 2, **AGGREGATES}
     assert "results/batches/1-4" in result.stdout and "results/batches/5-6" in result.stdout
 
 

@@ -16,7 +16,10 @@ visit never changes another visit's pixels.
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -319,3 +322,24 @@ def simulate_visit(visit: Visit, refcat: pd.DataFrame, seed: int, outdir: Path) 
             )
         )
     return pd.concat(truths, ignore_index=True)
+
+
+def simulate_batch(
+    visits: list[Visit], refcat: pd.DataFrame, seed: int, raw_dir: Path, truth_dir: Path, record: Path
+) -> Iterator[tuple[int, int]]:
+    """Simulate visits one after another: ``raw_dir/<visit>/`` and ``truth_dir/<visit>.parquet`` each,
+    then ``record``, written last, listing them; yields each visit and its count of objects.
+
+    What an earlier attempt left of a visit (a frame of a detector since removed, a partial folder)
+    goes first, and ``record`` before anything else: it exists only once every visit is complete.
+    """
+    record.unlink(missing_ok=True)
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    for visit in visits:
+        folder = raw_dir / str(visit.visit)
+        shutil.rmtree(folder, ignore_errors=True)
+        truth = simulate_visit(visit, refcat, seed, folder)
+        truth.to_parquet(truth_dir / f"{visit.visit}.parquet", index=False)
+        yield visit.visit, len(truth)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"visits": [v.visit for v in visits], "raw_dir": str(raw_dir)}) + "\n")

@@ -5,13 +5,13 @@ The workflow's ``process_batch`` rule runs, inside the stack::
 
     python -m lsst_on_aws_tasks.process_visit REPO --output-prefix CHAIN --visits V [V ...] \\
         --instrument NAME --inputs COLLECTION --pipeline YAML [-c LABEL:KEY=VALUE ...] \\
-        (--raw-dir DIR | --index CSV) [--transfer MODE] --visits-dir DIR --out DIR
+        (--raw-dir DIR | --index CSV) [--transfer MODE] --visits-dir DIR --record JSON
 
 and writes, for each visit, ``VISITS_DIR/<visit>/`` with ``ingest.json``,
 ``summary.json``, ``sources.parquet``, ``preview.fits``, ``quanta.json``,
 ``job.json`` and ``pipetask_report.json`` (what an earlier attempt left in
-the visit's folder is removed first), then, last, ``OUT/batch.json``, which
-lists the visits. The visits run one after another; the middleware's imports
+the visit's folder is removed first), then, last, the batch's record ``JSON``,
+which lists the visits. The visits run one after another; the middleware's imports
 (about 3-4 s) and the process itself are paid once per batch, not once per
 visit. For each visit, into RUN ``CHAIN/<visit>``:
 
@@ -263,7 +263,7 @@ def process_batch(
     *,
     raws: dict,
     visits_dir: Path,
-    out: Path,
+    record: Path,
     batch: str,
     **pipeline,
 ) -> dict[int, str]:
@@ -279,8 +279,8 @@ def process_batch(
         pipetask failed on a visit for a reason other than the data.
     """
     whole = Stopwatch()
-    # batch.json, written last, says that every visit folder it lists is this run's and complete
-    (out / "batch.json").unlink(missing_ok=True)
+    # the record, written last, says that every visit folder it lists is this run's and complete
+    record.unlink(missing_ok=True)
     statuses = {}
     for visit in visits:
         clock = Stopwatch()
@@ -306,8 +306,7 @@ def process_batch(
         write_json(folder / "job.json", clock.record(batch=batch, visit=visit, ingest_s=ingest_s))
         statuses[visit] = result["status"]
         print(f"visit {visit}: {result['status']}", flush=True)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "batch.json", whole.record(batch=batch, visits=visits))
+    write_json(record, whole.record(batch=batch, visits=visits))
     return statuses
 
 
@@ -327,7 +326,7 @@ def _main(argv: list[str] | None = None) -> int:
     raws.add_argument("--index", type=Path, help="DECam: the index of InstCal files")
     parser.add_argument("--transfer", default="copy", help="the raws' ingest transfer mode")
     parser.add_argument("--visits-dir", type=Path, required=True, help="folder of the visits' results")
-    parser.add_argument("--out", type=Path, required=True, help="folder of the batch's record")
+    parser.add_argument("--record", type=Path, required=True, help="the batch's record, written last")
     args = parser.parse_args(argv)
     try:
         process_batch(
@@ -336,8 +335,8 @@ def _main(argv: list[str] | None = None) -> int:
             args.visits,
             raws={"raw_dir": args.raw_dir, "index": args.index, "transfer": args.transfer},
             visits_dir=args.visits_dir,
-            out=args.out,
-            batch=args.out.name,
+            record=args.record,
+            batch=args.record.parent.name,
             instrument=args.instrument,
             inputs=args.inputs,
             pipeline=args.pipeline,
