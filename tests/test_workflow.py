@@ -18,6 +18,7 @@ import zipfile
 import pandas as pd
 import pytest
 import yaml
+from astropy.io import fits
 from conftest import planned_jobs, snakemake, stack_python
 
 pytestmark = pytest.mark.workflow
@@ -337,6 +338,45 @@ def test_added_visit_runs_only_its_own_jobs(demo_run):
     own = {"simulate_raws": 1, "process_batch": 1, "estimate_cost": 1}
     assert planned_jobs(result) == {**own, **AGGREGATES}
     assert "results/batches/7-7/batch.json" in result.stdout
+
+
+def test_changed_visit_reruns_only_its_batch(demo_run):
+    table = pd.read_csv(demo_run / "config/visits.tsv", sep="\t", comment="#")
+    table.loc[table["visit"] == 3, "seeing_arcsec"] = 1.25  # visit 3 with another seeing
+    table.to_csv(demo_run / "config/visits_changed.tsv", sep="\t", index=False)
+    result = snakemake(demo_run, "--dry-run", "--config", "visits=config/visits_changed.tsv")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert planned_jobs(result) == {"simulate_raws": 1, "process_batch": 1, **AGGREGATES}
+    assert "results/batches/3-3/batch.json" in result.stdout
+
+
+def test_changed_raw_replaces_the_repositorys_copy(demo_run, tmp_path):
+    """A raw file whose pixels changed since its ingest (a re-simulated visit) is ingested again, in
+    place of the repository's own copy, which a copy-mode ingest would otherwise go on processing;
+    unchanged files are kept. On a copy of the run's repository.
+    """
+    repo = tmp_path / "repo"
+    shutil.copytree(demo_run / "results/butler/repo", repo)
+    raws = tmp_path / "raw"
+    shutil.copytree(demo_run / "results/simulated/raw/2", raws)
+    changed = sorted(raws.glob("*.fits"))[1]
+    with fits.open(changed, mode="update") as hdul:
+        hdul[0].data[10, 10] += 100
+    result = stack_python(
+        demo_run,
+        f"""
+import json
+from pathlib import Path
+from lsst.daf.butler import Butler
+from lsst_on_aws_tasks.simcam_ingest import ingest_raws
+record = ingest_raws("{repo}", sorted(Path("{raws}").glob("*.fits")))
+b = Butler.from_config("{repo}")
+ref = b.find_dataset("raw", instrument="SimCam", exposure=2, detector=1, collections="SimCam/raw/all")
+same = b.getURI(ref).read() == Path("{changed}").read_bytes()
+print(json.dumps([record["ingested"], record["already_present"], same]))
+""",
+    )
+    assert result == [1, 3, True]
 
 
 def test_new_stack_tag_reinstalls_and_reprocesses(demo_run):
