@@ -15,8 +15,10 @@ test_costs). Lifecycle actions join the policy with the code that calls them.
 from __future__ import annotations
 
 import contextlib
+import json
 
 import boto3
+import pytest
 import yaml
 from conftest import REPO_ROOT, moto_recording
 from test_lifecycle import NAME, TARGETS, pcluster_shaped_cluster
@@ -79,7 +81,9 @@ def test_policy_allows_exactly_what_the_workflow_calls(moto, moto_account, tmp_p
             prices.spot_price(session.client("ec2"), prices.table_price("c6i.2xlarge", "us-east-1", table))
         tag = ("lsst-on-aws:cluster", "lsst-on-aws")
         bill.actual_bill(session.client("ce"), *tag, "2026-11-25", "2026-11-27")
-        budgets.budget_alarm(session.client("budgets"), identity["Account"], "lsst-on-aws", tag, 25.0)
+        budgets.budget_alarm(
+            session.client("budgets"), identity["Account"], budgets.budget_name("lsst-on-aws"), tag, 25.0
+        )
         lifecycle.create(lifecycle_config, str(path), on_progress=lambda _: None)
         lifecycle.teardown(lifecycle_config, run_ok=True, on_progress=lambda _: None, targets=TARGETS)
         for storage_id in retained:
@@ -115,3 +119,23 @@ def test_request_actions_by_protocol():
     assert iam.request_action(s3 | {"method": "HEAD", "url": "http://127.0.0.1/bucket"}) == "s3:ListBucket"
     rest = {"headers": {"Authorization": signed.format("sqs")}, "method": "GET", "url": "http://x/"}
     assert iam.request_action(rest) == "sqs:GET /"  # unmapped on purpose: no policy grants it
+
+
+@pytest.mark.parametrize("policy", ["config/iam-policy.json", "config/head-node-iam-policy.json"])
+def test_no_destructive_action_on_every_resource_without_a_condition(policy):
+    """Deleting a stack, a volume or a file system is allowed only on resources carrying the workflow's
+    tag (costs.tag_key), and what CloudFormation deletes for the head node only through CloudFormation;
+    the budget alarm only on budgets named by the workflow. AWS, not moto, evaluates conditions: this
+    checks the policies' text.
+    """
+    assert iam.unbounded_destructive(REPO_ROOT / policy) == []
+
+
+def test_the_check_finds_an_unbounded_delete(tmp_path):
+    policy = tmp_path / "policy.json"
+    statement = {"Sid": "Wide", "Effect": "Allow", "Action": ["ec2:DeleteVolume", "ec2:DescribeVolumes"]}
+    policy.write_text(json.dumps({"Statement": [statement | {"Resource": "arn:aws:ec2:*:*:*"}]}))
+    assert iam.unbounded_destructive(policy) == [("Wide", "ec2:DeleteVolume")]
+    statement |= {"Resource": "*", "Condition": {"Null": {"aws:ResourceTag/lsst-on-aws:cluster": "false"}}}
+    policy.write_text(json.dumps({"Statement": [statement]}))
+    assert iam.unbounded_destructive(policy) == []

@@ -22,6 +22,7 @@ import yaml
 from conftest import REPO_ROOT, moto_recording
 
 from lsst_on_aws.cloud import lifecycle, providers
+from lsst_on_aws.cloud.budgets import budget_name
 
 VERSION = "3.16.1"
 NAME = "lsst-test"
@@ -111,7 +112,7 @@ def test_existing_cluster_is_adopted_never_duplicated(moto, pcluster_home):
     assert record["adopted"] is True and record["status"] == "CREATE_COMPLETE"
     # the budget alarm over the cluster's tag, at budget.max_usd a month
     assert record["budget_alarm"] == "created"
-    budget = budgets.describe_budget(AccountId="123456789012", BudgetName=NAME)["Budget"]
+    budget = budgets.describe_budget(AccountId="123456789012", BudgetName=budget_name(NAME))["Budget"]
     assert budget["BudgetLimit"]["Amount"] in ("25.00", "25.0", "25")
     assert record["head_node_instance"] == head
     public = boto3.Session(region_name="us-east-1").client("ec2").describe_instances(InstanceIds=[head])

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+# every budget the workflow makes is named with it, so that its IAM policy can allow budgets of
+# this workflow only (config/iam-policy.json)
+BUDGET_PREFIX = "lsst-on-aws-"
+
+
+def budget_name(cluster: str) -> str:
+    """The name of the AWS Budgets budget of a cluster of the workflow."""
+    return f"{BUDGET_PREFIX}{cluster}"
+
 
 def budget_alarm(
     budgets,

@@ -94,3 +94,41 @@ def policy_actions(path: Path | str) -> set[str]:
         granted = statement["Action"]
         actions.update([granted] if isinstance(granted, str) else granted)
     return actions
+
+
+# the verbs of actions that remove, replace or rewrite what exists
+DESTRUCTIVE_VERBS = ("Delete", "Terminate", "Remove", "Detach", "Put", "Change", "Update", "Modify")
+
+
+def _everything(resource: str) -> bool:
+    """Whether a Resource entry names every resource of its kind: ``*``, or an ARN whose resource part
+    is wildcards after its type (``volume/*``, ``stack/*/*``), whatever its region and account.
+    """
+    if resource == "*":
+        return True
+    segments = ":".join(resource.split(":")[5:]).split("/")
+    return all(segment in ("*", "") for segment in segments[1:] or segments)
+
+
+def unbounded_destructive(path: Path | str) -> list[tuple[str, str]]:
+    """(statement Sid, action) of every destructive action a policy allows on every resource, with no
+    condition to bound it: none may be left in the workflow's policies.
+
+    An action is destructive by its verb (`DESTRUCTIVE_VERBS`). A statement bounds it by a
+    ``Condition`` (the workflow's own tag, a call made through CloudFormation) or by resources that
+    are not all-wildcard (a budget name's prefix, an S3 key prefix).
+    """
+    document = json.loads(Path(path).read_text())
+    out = []
+    for statement in document["Statement"]:
+        if statement["Effect"] != "Allow" or statement.get("Condition"):
+            continue
+        resources = statement["Resource"]
+        resources = [resources] if isinstance(resources, str) else resources
+        if not any(_everything(r) for r in resources):
+            continue
+        actions = statement["Action"]
+        for action in [actions] if isinstance(actions, str) else actions:
+            if action.split(":", 1)[1].startswith(DESTRUCTIVE_VERBS):
+                out.append((statement.get("Sid", "?"), action))
+    return out

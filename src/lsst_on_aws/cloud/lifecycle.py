@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from lsst_on_aws.cloud import remote
-from lsst_on_aws.cloud.budgets import budget_alarm
+from lsst_on_aws.cloud.budgets import budget_alarm, budget_name
 from lsst_on_aws.cloud.providers import Pcluster, now, provider_of
 from lsst_on_aws.cloud.remote import HeadNode
 
@@ -70,8 +70,9 @@ def create(
     if budgets is not None and account:
         tag = (config["costs"]["tag_key"], name)
         limit = config["budget"]["max_usd"]
-        alarm = budget_alarm(budgets, account, name, tag, limit, config["budget"]["alarm_emails"])
-        on_progress(f"AWS Budgets budget {name}: {alarm} ({limit} USD a month over tag {tag[0]}={name})")
+        budget = budget_name(name)
+        alarm = budget_alarm(budgets, account, budget, tag, limit, config["budget"]["alarm_emails"])
+        on_progress(f"AWS Budgets budget {budget}: {alarm} ({limit} USD a month over tag {tag[0]}={name})")
     return {
         "cluster": name,
         "provider": chosen.name,
