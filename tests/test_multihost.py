@@ -295,6 +295,10 @@ def test_an_abandoned_cluster_tears_itself_down(driven_run, tmp_path):
 def start_control_plane(local: Path, config: Path, log: Path) -> subprocess.Popen:
     """``snakemake --profile aws`` started in the background, in a process group of its own (as in a
     terminal, where Ctrl-C and a closed lid reach every process of the command); output to ``log``.
+
+    Ctrl-C acts as in a terminal even when the tests themselves run in the background of a
+    non-interactive shell (``nohup make test &``), which starts them with SIGINT ignored: an ignored
+    signal stays ignored across exec, and Python then never raises KeyboardInterrupt.
     """
     with log.open("w") as out:
         return subprocess.Popen(
@@ -304,6 +308,7 @@ def start_control_plane(local: Path, config: Path, log: Path) -> subprocess.Pope
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
 
 

@@ -46,6 +46,7 @@ PLACEHOLDERS = {
     "vol-...": "vol-0123456789abcdef0",
     "<name>": "lsst-on-aws",
     "<visit>": "1",
+    "<batch>": "1-1",
     "<id>": "vol-0123456789abcdef0",
     "<region>": "us-east-1",
     "{config}": "config/config.yaml",

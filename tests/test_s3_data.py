@@ -18,6 +18,9 @@ from conftest import aws_env, copy_workflow, snakemake, upload_tree
 
 from lsst_on_aws.cloud import s3data
 
+# what Snakemake writes into each folder output it made
+MARKER = ".snakemake_timestamp"
+
 
 @pytest.fixture
 def s3(moto):
@@ -104,8 +107,10 @@ def test_workflow_reads_raws_from_s3_and_publishes_its_results(tmp_path, moto_se
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="survey")
     s3.create_bucket(Bucket="papers")
-    uploaded = upload_tree(s3, demo_run / "results/simulated/calib", "survey", "simcam/calib")
-    uploaded += upload_tree(s3, demo_run / "results/simulated/raw/1", "survey", "simcam/raw/1")
+    # the data, not Snakemake's marker of a folder output
+    data = {MARKER: None}
+    uploaded = upload_tree(s3, demo_run / "results/simulated/calib", "survey", "simcam/calib", data)
+    uploaded += upload_tree(s3, demo_run / "results/simulated/raw/1", "survey", "simcam/raw/1", data)
     workdir = copy_workflow(tmp_path / "workflow")
     settings = [
         "data={'source': 's3', 'path': 's3://survey/simcam'}",
@@ -116,7 +121,7 @@ def test_workflow_reads_raws_from_s3_and_publishes_its_results(tmp_path, moto_se
     result = snakemake(workdir, "--cores", "2", "--config", *settings, env=aws_env(moto_server))
 
     assert result.returncode == 0, result.stderr[-4000:]
-    staged = [p for p in (workdir / "resources/data").rglob("*") if p.is_file()]
+    staged = [p for p in (workdir / "resources/data").rglob("*") if p.is_file() and p.name != MARKER]
     assert len(staged) == uploaded
     assert not (workdir / "results/simulated").exists()  # nothing simulated: the raws came from S3
     summary = json.loads((workdir / "results/visits/1/summary.json").read_text())
