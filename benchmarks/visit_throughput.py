@@ -1,9 +1,9 @@
 """What each visit costs over its pure work: Slurm job arrays, batches, the local executor, one pipetask.
 
 For each visit count N, in a copy of the workflow with N simulated visits
-(SimCam, 4 detectors of 512 x 512 pixels each), after simulation and ingest
-(not timed), the processing of all N visits is timed several ways ("legs"),
-side by side in one run:
+(SimCam, 4 detectors of 512 x 512 pixels each), after simulation (not timed),
+the processing of all N visits, read as a folder of raws, is timed several
+ways ("legs"), side by side in one run:
 
 ``slurm``
     ``snakemake --profile profiles/slurm`` on the local Slurm
@@ -19,8 +19,9 @@ side by side in one run:
     one ``pipetask run`` over all N visits in one process, into one RUN: the
     least the middleware can do.
 
-Every workflow leg forces ``process_batch`` and ends with the visits'
-per-visit files, so each pays the whole per-visit path. The pure work of a
+Every workflow leg forces ``process_batch`` and ends with its batches' records,
+so each pays the whole per-visit path: the raws' ingest (they are there
+already, from the preparation, and are kept), the RUN, pipetask, the export. The pure work of a
 visit is the marginal cost of one more visit in the single pipetask
 process, (t(N_max) - t(N_min)) / (N_max - N_min). The fixed cost a visit
 adds under an executor is then its core-seconds per visit (wall time x
@@ -31,7 +32,7 @@ cores / N) minus that pure work.
 
 ``--workdir`` keeps the copies (``<dir>/workflow-<N>``) and reuses their
 simulated and ingested visits on the next call; ``--prep-only`` stops after
-that preparation, which takes about 5.5 s a visit on two cores.
+that preparation.
 """
 
 from __future__ import annotations
@@ -96,8 +97,29 @@ def sbatch_calls(workdir: Path) -> int:
 LEGS = ["slurm", "slurm-batch", "local", "local-batch", "pipetask"]
 
 
+# the raws of every leg: the simulated visits, read as a folder of raws, so that no leg simulates
+DATA = "data:\n  source: directory\n  path: {path}\n"
+INGEST = """
+import sys
+from pathlib import Path
+from lsst_on_aws_tasks.simcam_ingest import ingest_raws
+for visit in sys.argv[2:]:
+    ingest_raws(sys.argv[1], sorted(Path(f"results/simulated/raw/{visit}").glob("*.fits")))
+"""
+
+
+def settings(work: Path, per_job: int) -> Path:
+    """The legs' config file (not --config: the Slurm plugin's array submission breaks on it)."""
+    path = work / f"bench-{per_job}.yaml"
+    path.write_text(DATA.format(path=work / "results/simulated") + f"visits_per_job: {per_job}\n")
+    return path
+
+
 def prepare(n: int, root: Path) -> tuple[Path, float]:
-    """The workflow copy for N visits, simulated and ingested: its folder and the time that took."""
+    """The workflow copy for N visits, simulated, the repository made and the raws ingested (for the
+    pipetask leg; the workflow's legs ingest them again, finding them there, as a rerun does): its
+    folder and the time that took.
+    """
     work = root / f"workflow-{n}"
     snakemake = str(BIN / "snakemake")
     if not work.exists():
@@ -105,22 +127,32 @@ def prepare(n: int, root: Path) -> tuple[Path, float]:
         (work / "config/visits.tsv").write_text(visit_table(n))
     else:  # an earlier preparation, perhaps interrupted: go on from where it stopped
         run([snakemake, "--unlock"], work)
-    prep_targets = [f"results/butler/raws/{v}.json" for v in range(1, n + 1)]
-    prep_targets += ["results/butler/calibs.json", "results/butler/dataset_types.json"]
-    prep_s, _ = run([snakemake, "--cores", str(CORES), "--rerun-incomplete", *prep_targets], work)
+    simulated = [f"results/simulated/batches/{v}-{v}.json" for v in range(1, n + 1)]
+    simulated.append("results/simulated/calib")
+    prep_s, _ = run([snakemake, "--cores", str(CORES), "--rerun-incomplete", *simulated], work)
+    repo = ["results/butler/calibs.json", "results/butler/dataset_types.json"]
+    cmd = [snakemake, "--cores", str(CORES), "--configfile", str(settings(work, 1)), "--", *repo]
+    prep_s += run(cmd, work)[0]
+    config = yaml.safe_load((work / "config/config.yaml").read_text())
+    python = work / "resources/stack" / config["stack"]["tag"] / "venv/bin/python"
+    cmd = [str(python), "-c", INGEST, config["butler"]["repo"], *map(str, range(1, n + 1))]
+    prep_s += run(cmd, work)[0]
     return work, prep_s
+
+
+def batch_records(n: int, per_job: int) -> list[str]:
+    """The processing batches' records of N visits at ``per_job`` visits a job (runs of the table)."""
+    runs = [range(first, min(first + per_job - 1, n) + 1) for first in range(1, n + 1, per_job)]
+    return [f"results/batches/{r[0]}-{r[-1]}/batch.json" for r in runs]
 
 
 def workflow_leg(work: Path, n: int, leg: str, batch: int) -> dict:
     """Process N visits through the workflow (forced) on one leg: wall time, and sbatch calls under Slurm."""
     per_job = batch if leg.endswith("-batch") else 1
-    # a config file, not --config: the Slurm plugin's array submission breaks on --config values
-    settings = work / f"bench-{per_job}.yaml"
-    settings.write_text(f"visits_per_job: {per_job}\n")
     cmd = [str(BIN / "snakemake")]
     cmd += ["--profile", "profiles/slurm"] if leg.startswith("slurm") else ["--cores", str(CORES)]
-    cmd += ["--configfile", str(settings), "--forcerun", "process_batch", "--"]
-    cmd += [f"results/visits/{v}/summary.json" for v in range(1, n + 1)]
+    cmd += ["--configfile", str(settings(work, per_job)), "--forcerun", "process_batch", "--"]
+    cmd += batch_records(n, per_job)
     wall, _ = run(cmd, work)
     out = {f"{leg}_s": round(wall, 1)}
     if leg.startswith("slurm"):
