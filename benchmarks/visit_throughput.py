@@ -50,6 +50,8 @@ from pathlib import Path
 
 import yaml
 
+from lsst_on_aws.config import batches
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CORES = os.cpu_count() or 1
@@ -141,9 +143,11 @@ def prepare(n: int, root: Path) -> tuple[Path, float]:
 
 
 def batch_records(n: int, per_job: int) -> list[str]:
-    """The processing batches' records of N visits at ``per_job`` visits a job (runs of the table)."""
-    runs = [range(first, min(first + per_job - 1, n) + 1) for first in range(1, n + 1, per_job)]
-    return [f"results/batches/{r[0]}-{r[-1]}/batch.json" for r in runs]
+    """The processing batches' records of N visits at ``per_job`` visits a job, named as the workflow
+    names its batches (runs of the table).
+    """
+    visits = range(1, n + 1)
+    return [f"results/batches/{name}/batch.json" for name in batches(visits, visits, per_job)]
 
 
 def workflow_leg(work: Path, n: int, leg: str, batch: int) -> dict:

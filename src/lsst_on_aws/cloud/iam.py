@@ -84,16 +84,23 @@ def recorded_actions(lines: Iterable[str]) -> set[str]:
     return {request_action(json.loads(line)) for line in lines if line.strip()}
 
 
-def policy_actions(path: Path | str) -> set[str]:
-    """Every action the policy's Allow statements grant."""
+def allow_statements(path: Path | str) -> list[dict]:
+    """The policy's Allow statements, each ``Action`` and ``Resource`` as a list (IAM takes a string too)."""
     document = json.loads(Path(path).read_text())
-    actions = set()
+    listed = []
     for statement in document["Statement"]:
         if statement["Effect"] != "Allow":
             continue
-        granted = statement["Action"]
-        actions.update([granted] if isinstance(granted, str) else granted)
-    return actions
+        for key in ("Action", "Resource"):
+            value = statement.get(key, [])
+            statement[key] = [value] if isinstance(value, str) else value
+        listed.append(statement)
+    return listed
+
+
+def policy_actions(path: Path | str) -> set[str]:
+    """Every action the policy's Allow statements grant."""
+    return {action for statement in allow_statements(path) for action in statement["Action"]}
 
 
 # the verbs of actions that remove, replace or rewrite what exists
@@ -118,17 +125,10 @@ def unbounded_destructive(path: Path | str) -> list[tuple[str, str]]:
     ``Condition`` (the workflow's own tag, a call made through CloudFormation) or by resources that
     are not all-wildcard (a budget name's prefix, an S3 key prefix).
     """
-    document = json.loads(Path(path).read_text())
-    out = []
-    for statement in document["Statement"]:
-        if statement["Effect"] != "Allow" or statement.get("Condition"):
-            continue
-        resources = statement["Resource"]
-        resources = [resources] if isinstance(resources, str) else resources
-        if not any(_everything(r) for r in resources):
-            continue
-        actions = statement["Action"]
-        for action in [actions] if isinstance(actions, str) else actions:
-            if action.split(":", 1)[1].startswith(DESTRUCTIVE_VERBS):
-                out.append((statement.get("Sid", "?"), action))
-    return out
+    return [
+        (statement.get("Sid", "?"), action)
+        for statement in allow_statements(path)
+        if not statement.get("Condition") and any(_everything(r) for r in statement["Resource"])
+        for action in statement["Action"]
+        if action.split(":", 1)[1].startswith(DESTRUCTIVE_VERBS)
+    ]
