@@ -107,3 +107,29 @@ def requested_resources(wildcards=None):
             "mem_mb": value(resources.get("mem_mb"), 0),
         }
     return out
+
+
+def workflow_files():
+    """The workflow's own files: what the control plane syncs to a head node (a change to one syncs
+    and reruns) and what the provenance bundle carries as the source of its run.
+    """
+    names = ["Snakefile", "control-plane.smk", "Makefile", "pyproject.toml"]
+    for folder in (
+        "rules",
+        "scripts",
+        "src",
+        "tasks",
+        "config",
+        "envs",
+        "pipelines",
+        "profiles",
+        "report",
+    ):
+        names += [
+            str(path)
+            for path in sorted(Path(folder).rglob("*"))
+            if path.is_file()
+            and "__pycache__" not in path.parts
+            and ".egg-info" not in str(path)
+        ]
+    return [name for name in names if Path(name).exists()]

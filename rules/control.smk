@@ -81,35 +81,14 @@ def control_plane_config(always=False):
 
 
 def data_plane_config():
-    """The resolved config the run on the head node uses: this one, every key filled in, and the
-    registry the cluster serves (cluster.registry).
+    """The resolved config the run on the head node uses: this one, every key filled in, the
+    registry the cluster serves (cluster.registry), and no path to the laptop's SSH key.
     """
     butler = config["butler"] | {"registry": bootstrap.registry_url(config)}
-    return dict(config) | {"butler": butler}
-
-
-def workflow_files():
-    """The workflow's own files, which the head node must have: a change to one syncs and reruns."""
-    names = ["Snakefile", "control-plane.smk", "Makefile", "pyproject.toml"]
-    for folder in (
-        "rules",
-        "scripts",
-        "src",
-        "tasks",
-        "config",
-        "envs",
-        "pipelines",
-        "profiles",
-        "report",
-    ):
-        names += [
-            str(path)
-            for path in sorted(Path(folder).rglob("*"))
-            if path.is_file()
-            and "__pycache__" not in path.parts
-            and ".egg-info" not in str(path)
-        ]
-    return [name for name in names if Path(name).exists()]
+    # the laptop's key to the head node stays on the laptop
+    head_node = config["remote"]["head_node"] | {"ssh_key_file": ""}
+    remote = config["remote"] | {"head_node": head_node}
+    return dict(config) | {"butler": butler, "remote": remote}
 
 
 def teardown_after_failure():

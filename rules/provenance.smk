@@ -1,7 +1,12 @@
-# The provenance bundle for publishing (lsst_on_aws.provenance): the run's
-# Snakemake report, resolved config, visit table, stack manifest, workflow
-# package versions, git commit (or the control plane's record of it), timing and cost tables, and checksums of every
-# input and output, in one results/provenance/lsst-on-aws-bundle.tar.gz.
+from lsst_on_aws import provenance
+
+
+# The provenance bundle for publishing (lsst_on_aws.provenance), enough to rerun
+# the run: the workflow's source and REPRODUCE.md, the run's Snakemake report,
+# resolved config, visit table, stack manifest, workflow package versions, git
+# commit (or the record of it a copy without .git carries), timing and cost
+# tables, and checksums of every input and output, the science outputs apart
+# from the run records; in one results/provenance/lsst-on-aws-bundle.tar.gz.
 # It is the last job of every complete run.
 rule bundle:
     input:
@@ -9,6 +14,7 @@ rule bundle:
         timings="results/costs/timings.parquet",
         stack_manifest=f"{STACK}/manifest.json",
         synced=synced_source,
+        source=workflow_files(),
     output:
         bundle="results/provenance/lsst-on-aws-bundle.tar.gz",
         report="results/provenance/report.zip",
@@ -21,11 +27,14 @@ rule bundle:
     conda:
         "../envs/workflow.yaml"
     params:
-        config=config,
+        # secrets redacted here too: Snakemake keeps a job's params in .snakemake/metadata
+        config=provenance.redact(config),
         inputs=bundle_inputs(),
         members=bundle_members(),
+        science=science_outputs(),
+        records=RUN_RECORDS,
         workflow_dir=workflow.basedir,
-        # the commit, when the control plane synced this copy without its .git
+        # the commit, in a copy without .git (synced to a head node, unpacked from a bundle)
         source_record=SOURCE_RECORD,
     script:
         "../scripts/bundle.py"

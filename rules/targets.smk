@@ -63,6 +63,49 @@ def bundle_members():
     return members
 
 
+def science_outputs():
+    """The outputs a rerun reproduces byte for byte (science.sha256 in the bundle): each processed
+    visit's catalogue, summary and preview, and what is made from them alone.
+    """
+    files = []
+    for name in ("sources.parquet", "summary.json", "preview.fits"):
+        files += visit_outputs(name)
+    files.append("results/summary/cutouts.png")
+    if config["data"]["source"] == "simulated":
+        files.append("results/summary/truth_check.csv")
+    return files
+
+
+# Every other output under results/, by glob (first match wins), and why a rerun does not
+# reproduce it byte for byte: the bundle's records.tsv. An output that matches none is listed as
+# unclassified (a test keeps the embedded default's list free of them).
+RUN_RECORDS = {
+    "results/butler/*": (
+        "the Butler repository: dataset ids, run times and provenance in its catalogues,"
+        " metadata and logs (its science, exported, is in science.sha256)"
+    ),
+    "results/visits/*/ingest.json": "what the ingest found already in the repository",
+    "results/visits/*/job.json": "the visit's job: host, start and end times, CPU time, memory",
+    "results/visits/*/quanta.json": "the middleware's record of each task run: dataset ids and times",
+    "results/visits/*/pipetask_report.json": (
+        "the middleware's report of each task run: dataset ids and times"
+    ),
+    "results/summary/visits.*": (
+        "each visit's science (from its summary.json, in science.sha256)"
+        " beside its job's times, host and memory"
+    ),
+    "results/batches/*": "the batch's job record: host and times",
+    "results/benchmarks/*": "Snakemake's measurement of each job: times, memory, I/O",
+    "results/costs/*": "the times and dollars of this run",
+    "results/simulated/*": "the simulated data: inputs of the processing, in inputs.sha256",
+    "results/data/*": (
+        "the index of the input files, where this run found them"
+        " (their checksums are in inputs.sha256)"
+    ),
+    "results/provenance/*": "the run's report and resolved config: made with its times and costs",
+}
+
+
 def benchmark_jobs(wildcards=None):
     """The benchmark file of every job up to the visit summary, for the timing table, and whose it
     is: its rule, and its visit or processing batch.

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import yaml
 
+from lsst_on_aws import provenance
 from lsst_on_aws.logs import to_log
-from lsst_on_aws.provenance import files_under, workflow_source, write_bundle
 
 with to_log(snakemake.log[0]) as log:
     resolved = Path(snakemake.output.config)
-    resolved.write_text(yaml.safe_dump(snakemake.params.config, sort_keys=False))
+    resolved.write_text(yaml.safe_dump(provenance.redact(snakemake.params.config), sort_keys=False))
     # The report of this very run: Snakemake builds it from the run's records
     # (--report takes no lock) for the run's targets short of this job (whose
     # outputs are still incomplete); the resolved config makes its captions
@@ -24,22 +24,34 @@ with to_log(snakemake.log[0]) as log:
     subprocess.run(command, check=True, stdout=sys.stdout, stderr=sys.stderr)
     members = {name: path for name, path in snakemake.params.members.items() if Path(path).exists()}
     members["report.zip"] = snakemake.output.report
-    inputs = files_under(snakemake.params.inputs)
+    inputs = provenance.files_under(snakemake.params.inputs)
     # everything under results/ but this job's own files and a report made by hand
     mine = ["results/provenance", "results/benchmarks/provenance", "results/report.html"]
-    outputs = files_under(["results"], exclude=[*snakemake.params.inputs, *mine])
-    manifest = write_bundle(
+    outputs = provenance.files_under(["results"], exclude=[*snakemake.params.inputs, *mine])
+    science, records = provenance.split_outputs(outputs, snakemake.params.science, snakemake.params.records)
+    for path, reason in records.items():
+        if reason == provenance.UNCLASSIFIED:
+            log.warning("%s is neither a science output nor a known run record (RUN_RECORDS)", path)
+    source = {name: Path(name) for name in snakemake.input.source}
+    manifest = provenance.write_bundle(
         snakemake.output.bundle,
         config=snakemake.params.config,
         members=members,
+        source=source,
         inputs=inputs,
         outputs=outputs,
-        workflow=workflow_source(snakemake.params.workflow_dir, snakemake.params.source_record),
+        science=science,
+        records=records,
+        workflow=provenance.workflow_source(snakemake.params.workflow_dir, snakemake.params.source_record),
+        source_record=snakemake.params.source_record,
     )
     log.info(
-        "bundle %s: %d members, %d inputs and %d outputs checksummed",
+        "bundle %s: %d members, the workflow's %d files, %d inputs and %d outputs checksummed,"
+        " %d of them science",
         snakemake.output.bundle,
         len(manifest["members"]),
+        len(source),
         len(inputs),
         len(outputs),
+        len(science),
     )

@@ -9,6 +9,7 @@ every test that inspects its outputs or its plan.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -16,8 +17,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -130,16 +133,104 @@ def stack_python(workdir: Path, code: str) -> object:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# Fake credentials a user could have in their shell, planted in the runs whose every output
+# test_publishing and test_multihost search for them. The endpoint is a closed port on loopback:
+# a call that used them would fail here, never reach AWS.
+PLANTED_ENV = {
+    "AWS_ACCESS_KEY_ID": "AKIAPLANTEDQ7X2W9K4ZT",
+    "AWS_SECRET_ACCESS_KEY": "plantedSecretKey/wJalrXUtnFEMI+K7MDENGbPxRfiCYq3zQ",
+    "AWS_SESSION_TOKEN": "PlantedSessionToken//IQoJb3JpZ2luX2VjEPlantedTokenZk41Vq",
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+    "AWS_CONFIG_FILE": "/nonexistent",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+}
+# the folder of a planted SSH key: its name is as recognisable as the key's content
+PLANTED_KEY_DIR = "planted-ssh-key-Zk41Vq"
+
+
+def plant_ssh_key(folder: Path, key: Path | None = None) -> tuple[Path, list[str]]:
+    """An SSH private key (a copy of ``key``, or a new one) at a recognisable path under ``folder``;
+    its path and the lines of its body, the secrets no output may show.
+    """
+    path = folder / PLANTED_KEY_DIR / "id_ed25519"
+    path.parent.mkdir(parents=True)
+    if key is None:
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    else:
+        shutil.copyfile(key, path)
+        path.chmod(0o600)
+    body = [line for line in path.read_text().splitlines() if line and not line.startswith("-----")]
+    return path, body
+
+
+def planted_secrets(key: Path, key_body: list[str]) -> list[str]:
+    """What no log, report, bundle or fetched file may contain: the planted credentials, the key's
+    path (and its folder's name) and each line of its body.
+    """
+    values = [
+        PLANTED_ENV[name] for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+    ]
+    return [*values, str(key), PLANTED_KEY_DIR, *key_body]
+
+
+def find_secrets(paths: list[Path], secrets: list[str], skip: tuple[str, ...] = ()) -> tuple[int, dict]:
+    """Search every file under ``paths`` (folders or files), and every member of the tar and zip
+    archives among them (nested ones too), for ``secrets``; files whose path contains one of
+    ``skip`` are not read. The number of files read, and file -> the secrets found in it.
+    """
+    needles = [secret.encode() for secret in secrets]
+    found, count = {}, 0
+
+    def search(name: str, data: bytes) -> None:
+        nonlocal count
+        count += 1
+        hits = [secret for secret, needle in zip(secrets, needles, strict=True) if needle in data]
+        if hits:
+            found[name] = hits
+        stream = io.BytesIO(data)
+        if name.endswith((".tar.gz", ".tgz", ".tar")):
+            with tarfile.open(fileobj=stream) as tar:
+                for member in tar.getmembers():
+                    if member.isfile():
+                        search(f"{name}!{member.name}", tar.extractfile(member).read())
+        elif name.endswith(".zip"):
+            with zipfile.ZipFile(stream) as archive:
+                for member in archive.namelist():
+                    search(f"{name}!{member}", archive.read(member))
+
+    for path in paths:
+        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if file.is_file() and not file.is_symlink() and not any(part in str(file) for part in skip):
+                search(str(file), file.read_bytes())
+    return count, found
+
+
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> Path:
     """The README's first command, ``make demo``, run to completion in a copy of the workflow.
 
     It sets up the copy's own ``.venv`` and runs the embedded default and its
-    report; what it printed is kept beside the copy, in ``make-demo.out``.
+    report; what it printed is kept beside the copy, in ``make-demo.out``. The
+    user it stands for has AWS credentials in their shell (:data:`PLANTED_ENV`)
+    and their SSH key's path in ``config/config.yaml``, where the control plane
+    reads it (:func:`plant_ssh_key`; the path and its body are kept in
+    ``planted-secrets.json`` beside the copy): test_publishing checks that none
+    of them reaches an output.
     """
     workdir = copy_workflow(tmp_path_factory.mktemp("demo") / "workflow")
+    key, body = plant_ssh_key(workdir.parent)
+    settings = workdir / "config/config.yaml"
+    text = settings.read_text()
+    assert text.count('ssh_key_file: ""') == 1
+    settings.write_text(text.replace('ssh_key_file: ""', f'ssh_key_file: "{key}"'))
+    (workdir.parent / "planted-secrets.json").write_text(json.dumps(planted_secrets(key, body)))
     result = subprocess.run(
-        ["make", "demo"], cwd=workdir, env=snakemake_env(), capture_output=True, text=True, timeout=1800
+        ["make", "demo"],
+        cwd=workdir,
+        env=snakemake_env() | PLANTED_ENV,
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     (workdir.parent / "make-demo.out").write_text(result.stdout)
     if result.returncode != 0:

@@ -34,11 +34,15 @@ import pytest
 import yaml
 from conftest import (
     BIN,
+    PLANTED_ENV,
     REPO_ROOT,
     STACK_TAG,
     UV_CACHE,
     copy_workflow,
+    find_secrets,
     planned_jobs,
+    plant_ssh_key,
+    planted_secrets,
     snakemake,
     snakemake_env,
 )
@@ -93,8 +97,16 @@ def cluster_up():
             pytest.fail(f"the test cluster is not up (tests/services/cluster.sh start): {started.stderr}")
 
 
-def multihost_config(tmp_path: Path, name: str, visits: list[int] = VISITS, **remote) -> Path:
-    """A config file: ``visits``, the emulated head node, a directory of its own on /shared."""
+def multihost_config(
+    tmp_path: Path,
+    name: str,
+    visits: list[int] = VISITS,
+    key: Path = CLUSTER_DIR / "ssh/id_ed25519",
+    **remote,
+) -> Path:
+    """A config file: ``visits``, the emulated head node (reached with ``key``), a directory of its
+    own on /shared.
+    """
     directory = f"/shared/tests/{name}"
     # the default command, after what stands in for the head node's internet: the package
     # caches, offline, and the uv wheel make env pip-installs
@@ -114,7 +126,7 @@ def multihost_config(tmp_path: Path, name: str, visits: list[int] = VISITS, **re
                 "host": HEAD,
                 "user": "root",
                 "port": 22,
-                "ssh_key_file": str(CLUSTER_DIR / "ssh/id_ed25519"),
+                "ssh_key_file": str(key),
                 "known_hosts": str(CLUSTER_DIR / "ssh/known_hosts"),
             },
             "directory": directory,
@@ -145,10 +157,19 @@ def driven_run(tmp_path_factory):
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "the user's checkout"]):
         subprocess.run([*git, *args], check=True, capture_output=True)
     name = f"run-{uuid.uuid4().hex[:8]}"
+    # the user's key to the head node, at a path as recognisable as its content, and AWS
+    # credentials in their shell: test_no_planted_secret_... looks for them in every output
+    key, body = plant_ssh_key(tmp_path, CLUSTER_DIR / "ssh/id_ed25519")
     # a dead man's switch of 36 s, which the drive's own teardown must stand down
-    config = multihost_config(tmp_path, name, abandon_hours=0.01)
-    result = snakemake(local, "--profile", "aws", "--configfile", str(config), timeout=2400)
-    return SimpleNamespace(local=local, result=result, config=config, directory=f"/shared/tests/{name}")
+    config = multihost_config(tmp_path, name, key=key, abandon_hours=0.01)
+    result = snakemake(local, "--profile", "aws", "--configfile", str(config), timeout=2400, env=PLANTED_ENV)
+    return SimpleNamespace(
+        local=local,
+        result=result,
+        config=config,
+        directory=f"/shared/tests/{name}",
+        secrets=planted_secrets(key, body),
+    )
 
 
 def test_the_run_spreads_over_compute_nodes_and_comes_back(driven_run):
@@ -257,6 +278,28 @@ def test_two_hosts_write_the_registry_at_the_same_moment(driven_run):
     children = on_head(f"cd {directory} && {python} race.py children").split()
     expected = {f"race/{node}/{i}" for node in SPOT_NODES for i in range(20)}
     assert len(children) == len(expected) and set(children) == expected
+
+
+def test_no_planted_secret_reaches_the_laptop_or_the_head_node(driven_run):
+    """The control plane ran with fake AWS credentials in its environment and its SSH key at a
+    recognisable path (the key's content is the test cluster's key). Nothing it wrote on the laptop
+    (records, logs, fetched results, the bundle and report made on the head node) nor anything the
+    run wrote on the head node's shared storage holds them; only the user's own config file names
+    the key. Not searched: the laptop's ``.snakemake/metadata``, Snakemake's own record of each
+    job's parameters (the control plane's jobs are given the key's path to reach the head node),
+    kept on the laptop and never published; the head node's environments and package caches
+    (``.venv``, the stack). Its system logs are the test cluster's, not AWS's.
+    """
+    local, secrets = driven_run.local, driven_run.secrets
+    places = [local / name for name in ("results", "logs", ".snakemake/log", ".lsst-on-aws")]
+    count, found = find_secrets(places, secrets, skip=("/venv/", "/.venv/", "/.cache/"))
+    assert count > 200 and found == {}
+    remote = shared(driven_run.directory)
+    places = [remote / name for name in ("results", "logs", ".snakemake", ".lsst-on-aws")]
+    places.append(Path(f"{remote}-home"))
+    count, found = find_secrets(places, secrets, skip=("/venv/", "/.venv/", "/.cache/", "/stack/"))
+    assert count > 200 and found == {}
+    assert str(secrets[3]) in driven_run.config.read_text()  # it was planted
 
 
 def test_rerun_has_nothing_to_do(driven_run):

@@ -248,24 +248,11 @@ def assert_complete(workdir: Path, visits: list[int]) -> None:
     assert planned_jobs(snakemake(workdir, "--profile", SLURM_PROFILE, "--dry-run")) == {}
 
 
-def wait_for_state(job: str, state: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while job_state(job) != state and time.monotonic() < deadline:
-        time.sleep(1)
-    assert job_state(job) == state, f"job {job} did not become {state}"
-
-
-def test_cancelled_job_is_retried_and_a_downed_node_requeues_the_retry(slurm_run):
-    """``scancel`` of a running processing job (visits 4-6), then its node set DOWN under the retry.
-
-    The cancelled job is resubmitted by the profile's retries; the retry,
-    caught on a node that goes DOWN, is requeued by Slurm; the run completes.
-    Each attempt first clears what the one before left in each visit's RUN
-    collection, so the Butler ends with exactly one of each dataset. Slurm
-    holds a requeued job for its credential lifetime before it starts it again
-    (``AuthInfo=cred_expire=30`` in the test cluster; 120 s by default).
-    Releasing it sooner starts it while the node still holds the killed
-    instance: Slurm then drains the node for a duplicate job id.
+def test_cancelled_job_is_retried(slurm_run):
+    """``scancel`` of a running processing job (visits 4-6): the profile's retries resubmit it, and
+    the run completes. The retry first clears what the cancelled attempt left in each visit's RUN
+    collection, so the Butler ends with exactly one of each dataset. (A node lost under a job, which
+    Slurm requeues, is test_multihost's: spot nodes lost on a cluster of several hosts.)
     """
     proc = start_forced_run(slurm_run, "results/batches/4-6/batch.json")
     try:
@@ -273,13 +260,6 @@ def test_cancelled_job_is_retried_and_a_downed_node_requeues_the_retry(slurm_run
         time.sleep(8)  # let pipetask start writing into the visit's RUN
         subprocess.run(["scancel", cancelled], check=True)
         retry = wait_for_running_job(timeout=300, exclude={cancelled})
-        node = subprocess.check_output(["squeue", "-h", "-j", retry, "-o", "%N"], text=True).strip()
-        time.sleep(5)
-        subprocess.run(["scontrol", "update", f"nodename={node}", "state=DOWN", "reason=test"], check=True)
-        wait_for_state(retry, "PENDING", timeout=60)
-        # ReturnToService=2 brings a responding node back by itself; RESUME in case it has not
-        resume = ["scontrol", "update", f"nodename={node}", "state=RESUME"]
-        subprocess.run(resume, capture_output=True, check=False)
         output, _ = proc.communicate(timeout=900)
     finally:
         if proc.poll() is None:
@@ -287,9 +267,7 @@ def test_cancelled_job_is_retried_and_a_downed_node_requeues_the_retry(slurm_run
     assert proc.returncode == 0, output[-4000:]
     assert "Trying to restart job" in output, output[-4000:]
     assert "CANCELLED" in sacct_states(cancelled)
-    attempts = sacct_states(retry, "-D")  # -D: every attempt of a requeued job
-    assert "NODE_FAIL" in attempts, attempts
-    assert attempts[-1] == "COMPLETED", attempts
+    assert sacct_states(retry)[-1] == "COMPLETED"
     assert_complete(slurm_run, [4, 5, 6])
 
 

@@ -251,11 +251,17 @@ def test_provenance_bundle_holds_every_item(demo_run):
         "report.zip",
     }
     manifest = json.loads(read["MANIFEST.json"])
-    assert set(manifest["members"]) == names - {"MANIFEST.json"}
+    # the workflow's source as it ran, one member: the user's config with its SSH key's path redacted
+    source = {name for name in names if name.startswith("source/")}
+    assert {"source/Snakefile", "source/rules/process.smk", "source/envs/workflow.lock"} <= source
+    assert set(manifest["members"]) == names - source - {"MANIFEST.json"} | {"source/"}
+    assert manifest["redacted"] == ["source/config/config.yaml"]
+    assert 'ssh_key_file: "<redacted>"' in read["source/config/config.yaml"].decode()
     assert manifest["workflow"] == {"commit": "unknown", "dirty": None}  # the test's copy is not a git tree
     config = yaml.safe_load(read["config.yaml"])
     assert config["cluster"]["compute_instance_type"] == "c6i.2xlarge"  # resolved: defaults filled in
     assert config["processing"]["detection_threshold"] == 5.0
+    assert config["remote"]["head_node"]["ssh_key_file"] == "<redacted>"
     assert json.loads(read["workflow-packages.json"])["snakemake"] == "9.27.1"
     assert json.loads(read["stack-manifest.json"])["packages"]["lsst-daf-butler"] == "30.2026.4300"
     assert read["visits-table.tsv"] == (demo_run / "config/visits.tsv").read_bytes()
