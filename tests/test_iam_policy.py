@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 
 import boto3
 import pytest
@@ -37,6 +38,7 @@ from lsst_on_aws.cloud import (
 )
 
 NOT_EMULATED = {"pricing:GetProducts"}
+POLICY = REPO_ROOT / "config/iam-policy.json"
 
 
 def retained_storage(session) -> list[str]:
@@ -89,10 +91,89 @@ def test_policy_allows_exactly_what_the_workflow_calls(moto, moto_account, tmp_p
         for storage_id in retained:
             storage.delete(session, storage_id, tag[0], poll_s=0.1, on_progress=lambda _: None)
     called = iam.recorded_actions(requests)
-    allowed = iam.policy_actions(REPO_ROOT / "config/iam-policy.json")
+    allowed = iam.policy_actions(POLICY)
     assert called <= allowed, f"the policy lacks {sorted(called - allowed)}"
-    unused = allowed - called
+    # what only creating a cluster needs is checked on its own (test_policy_allows_what_creating_...)
+    unused = allowed - called - creation_actions()
     assert unused == NOT_EMULATED, f"the policy allows what nothing calls: {sorted(unused - NOT_EMULATED)}"
+
+
+def creation_actions() -> set[str]:
+    """The actions of the policy's statements for creating a cluster (Sid CreateCluster...)."""
+    statements = iam.allow_statements(POLICY)
+    return {a for s in statements if s.get("Sid", "").startswith("CreateCluster") for a in s["Action"]}
+
+
+def create_cluster(path, name: str, suppress: list[str]) -> dict:
+    """``pcluster create-cluster`` itself, not its dry run: its JSON answer."""
+    args = ["create-cluster", "--cluster-name", name, "--cluster-configuration", str(path)]
+    return pcluster.call(*args, "--suppress-validators", *suppress)[1]
+
+
+def test_policy_allows_what_creating_a_cluster_needs(moto, moto_account, tmp_path, monkeypatch):
+    """``pcluster create-cluster`` against moto's server, for each kind of shared storage the config
+    can ask for, recorded as far as moto lets it go: validation, the artifacts bucket, the upload of
+    the templates and ``CreateStack``, which carries the workflow's tag (the policy's condition).
+
+    Where the emulation stops. (1) moto applies the Deny of the policy pcluster puts on its bucket
+    without its condition (requests without TLS), so it refuses every request to the bucket: between
+    a first attempt (recorded up to that refusal) and a second, the test replaces that policy and
+    marks the bucket as set up, as pcluster would have. Its replacement denies deletes, so that the
+    templates pcluster uploaded outlive the clean-up after (2). (2) moto's CloudFormation cannot
+    build pcluster's template (an alarm it does not model) and refuses CreateStack, so what
+    CloudFormation would create and delete with the user's permissions cannot be recorded. Instead
+    the resource types of the templates pcluster made (the cluster's and its nested stacks') are read,
+    and the policy's CloudFormation statements must grant exactly the actions of those types
+    (iam.CLOUDFORMATION_ACTIONS, from ParallelCluster's published policy): no more, no fewer.
+    """
+    monkeypatch.setenv("HOME", str(tmp_path))  # pcluster's log
+    s3 = boto3.Session(region_name="us-east-1").client("s3")
+    called, types, tags = set(), set(), set()
+    for kind in ("ebs", "efs", "fsxlustre"):
+        config = yaml.safe_load((REPO_ROOT / "config/config.yaml").read_text())
+        config["cluster"] |= moto_account | {"storage_type": kind}
+        action = {"Script": bootstrap.script_uri(config), "Args": bootstrap.folders(config)}
+        doc = cluster.render(config, allowed_ips=moto_account["allowed_ips"], bootstrap=action)
+        path = tmp_path / f"{kind}.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        name = f"create-{kind}"
+        with moto_recording(moto) as requests:
+            answer = create_cluster(path, name, moto_account["suppress_validators"])
+        bucket = next(
+            b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith("parallelcluster")
+        )
+        if "Unable to initialize s3 bucket" in answer.get("message", ""):  # (1), the first time
+            called |= iam.recorded_actions(requests)
+            keep = {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion"],
+            }
+            policy = {"Version": "2012-10-17", "Statement": [keep | {"Resource": f"arn:aws:s3:::{bucket}/*"}]}
+            s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+            features = json.dumps({"bootstrapped_features": ["basic", "export-logs"]})
+            s3.put_object(Bucket=bucket, Key="parallelcluster/.bootstrapped", Body=features.encode())
+            with moto_recording(moto) as requests:
+                answer = create_cluster(path, name, moto_account["suppress_validators"])
+        assert "Template error" in answer.get("message", ""), answer  # (2): CreateStack was reached
+        called |= iam.recorded_actions(requests)
+        for body in (iam.request_body(json.loads(line)) for line in requests):
+            if "Action=CreateStack" in body:
+                tags |= set(re.findall(r"Tags\.member\.\d+\.Key=([^&]+)", body))
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix="parallelcluster/")["Contents"]
+        for key in (o["Key"] for o in listed if f"/clusters/{name}-" in o["Key"]):
+            text = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            with contextlib.suppress(UnicodeDecodeError, yaml.YAMLError, AttributeError):
+                types |= iam.template_resource_types(text.decode())
+    assert "cloudformation:CreateStack" in called
+    assert "lsst-on-aws%3Acluster" in tags  # the stack carries the workflow's tag
+    assert {"AWS::EC2::Instance", "AWS::EFS::FileSystem", "AWS::FSx::FileSystem", "AWS::IAM::Role"} <= types
+    allowed, creating = iam.policy_actions(POLICY), creation_actions()
+    assert called <= allowed, f"the policy lacks {sorted(called - allowed)}"
+    on_behalf = iam.cloudformation_actions(types)
+    assert on_behalf <= creating, f"the policy lacks {sorted(on_behalf - creating)}"
+    unused = creating - on_behalf - called
+    assert not unused, f"the policy allows what creating a cluster does not need: {sorted(unused)}"
 
 
 def test_request_actions_by_protocol():
