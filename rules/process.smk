@@ -1,10 +1,10 @@
 # Per-visit processing. Visits are processed in batches of visits_per_job
 # (1 by default: a job per visit): one job per batch ingests each of its
-# visits' raws and runs pipetask on it, in turn, all detectors of a visit
+# visits' raws and runs the pipeline on it, in turn, all detectors of a visit
 # into the visit's own RUN collection, and exports the results from the
 # Butler into results/visits/<visit>/ (lsst_on_aws_tasks.process_visit: one
-# Python process for the whole batch, so the middleware's imports are paid
-# once per batch). One job and one declared output per batch, whatever its
+# Python process for the whole batch, so the middleware's imports, the Butler
+# and the resolved pipeline are paid once per batch; lsst_on_aws_tasks.executor). One job and one declared output per batch, whatever its
 # size, keeps the job graph, and so every plan, small at survey scale.
 # A rerun first removes what an earlier (failed or outdated) attempt left in
 # each RUN and each visit's folder. A visit whose data cannot be processed (a
@@ -17,8 +17,8 @@
 # report's cutouts; job.json, the Slurm job id (empty when run locally), the
 # host, the batch, and the visit's own start, end, wall, ingest and CPU time;
 # quanta.json, each quantum's task, detector, times and memory (from
-# <label>_metadata), for the timing table; pipetask_report.json, pipetask's
-# per-quantum report (status and exception of each quantum).
+# <label>_metadata), for the timing table; report.json, the status and
+# exception of each quantum.
 
 
 rule process_batch:

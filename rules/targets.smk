@@ -87,9 +87,7 @@ RUN_RECORDS = {
     "results/visits/*/ingest.json": "what the ingest found already in the repository",
     "results/visits/*/job.json": "the visit's job: host, start and end times, CPU time, memory",
     "results/visits/*/quanta.json": "the middleware's record of each task run: dataset ids and times",
-    "results/visits/*/pipetask_report.json": (
-        "the middleware's report of each task run: dataset ids and times"
-    ),
+    "results/visits/*/report.json": "the status of each task run, with dataset ids",
     "results/summary/visits.*": (
         "each visit's science (from its summary.json, in science.sha256)"
         " beside its job's times, host and memory"

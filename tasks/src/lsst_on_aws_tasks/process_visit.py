@@ -1,4 +1,4 @@
-"""Process a batch of visits in one process: for each, ingest its raws, clear its RUN, run ``pipetask``,
+"""Process a batch of visits in one process: for each, ingest its raws, clear its RUN, run its quanta,
 export, record.
 
 The workflow's ``process_batch`` rule runs, inside the stack::
@@ -9,11 +9,12 @@ The workflow's ``process_batch`` rule runs, inside the stack::
 
 and writes, for each visit, ``VISITS_DIR/<visit>/`` with ``ingest.json``,
 ``summary.json``, ``sources.parquet``, ``preview.fits``, ``quanta.json``,
-``job.json`` and ``pipetask_report.json`` (what an earlier attempt left in
-the visit's folder is removed first), then, last, the batch's record ``JSON``,
-which lists the visits. The visits run one after another; the middleware's imports
-(about 3-4 s) and the process itself are paid once per batch, not once per
-visit. For each visit, into RUN ``CHAIN/<visit>``:
+``job.json`` and ``report.json`` (what an earlier attempt left in the visit's
+folder is removed first), then, last, the batch's record ``JSON``, which lists
+the visits. The visits run one after another; the middleware's imports (about
+3-4 s), the Butler, the resolved pipeline and the software versions are paid
+once per batch, not once per visit (:class:`~.executor.BatchExecutor`). For
+each visit, into RUN ``CHAIN/<visit>``:
 
 1. The visit's raw files (SimCam: ``RAW_DIR/<visit>/*.fits``; DECam: the
    InstCal files the index lists for its EXPNUM) are ingested into the raw
@@ -24,24 +25,25 @@ visit. For each visit, into RUN ``CHAIN/<visit>``:
 2. The visit's RUN collection is removed, with whatever an earlier,
    interrupted or failed attempt left in it, so a retry never meets its
    own debris.
-3. ``pipetask run`` processes the visit's detectors into that RUN, with the
-   command-line tool's own code called in this process.
+3. The visit's quantum graph is built and its quanta run into that RUN, as
+   ``pipetask run`` would (the middleware's own quantum executor).
 4. On success the visit summary and source catalogues are read back
    through the Butler into ``summary.json`` and ``sources.parquet``.
-5. On failure, ``pipetask``'s ``--summary`` report names each failed quantum
-   and its exception; the reason adds the file the quantum's detector was
-   read from. When every failure is a ``RepeatableQuantumError``
-   (LSST's class for "this data cannot be processed by this algorithm";
-   ``AlgorithmError`` derives from it), the visit is recorded as failed:
-   ``summary.json`` says ``"status": "failed"`` and why, ``sources.parquet`` is
-   an empty catalogue, and the batch goes on to its next visit. Any other
-   failure (memory, a lost node, a bug) fails the whole batch, and the
-   workflow's retries apply to it.
+5. A quantum that raises a ``RepeatableQuantumError`` (LSST's class for
+   "this data cannot be processed by this algorithm"; ``AlgorithmError``
+   derives from it) fails for a reason in its data: the visit's other
+   quanta still run, those needing its outputs do not, and the visit is
+   recorded as failed: ``summary.json`` says ``"status": "failed"``, naming
+   each failed quantum, its exception and the file its detector was read
+   from, ``sources.parquet`` is an empty catalogue, and the batch goes on to
+   its next visit. Any other failure (memory, a lost node, a bug) fails the
+   whole batch, and the workflow's retries apply to it. ``report.json``
+   gives the status of each quantum.
 
 ``quanta.json`` lists each quantum's task label, detector, node, start, end,
 run time, CPU time and peak memory, from the ``<label>_metadata`` datasets
-pipetask wrote (also for a visit that failed part-way; empty when pipetask
-never ran). ``job.json`` records the Slurm job id (empty outside Slurm), the
+the quanta wrote (also for a visit that failed part-way; empty when none
+ran). ``job.json`` records the Slurm job id (empty outside Slurm), the
 host, the batch, and the visit's own start, end (UTC), wall time, CPU time and
 the process's peak memory so far; ``batch.json`` the same for the whole batch.
 """
@@ -49,7 +51,6 @@ the process's peak memory so far; ``batch.json`` the same for the whole batch.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import resource
@@ -61,42 +62,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import export
+from .executor import BatchExecutor, ProcessingError
 from .ingest import IngestError
 from .repo import remove_run
-
-
-class ProcessingError(RuntimeError):
-    """pipetask failed for a reason that is not the data; a retry may succeed."""
-
-
-def is_data_error(class_name: str) -> bool:
-    """Whether an exception class, named as in pipetask's report, marks a data failure."""
-    from lsst.pipe.base import RepeatableQuantumError
-
-    module, _, name = class_name.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        return False
-    return isinstance(cls, type) and issubclass(cls, RepeatableQuantumError)
-
-
-def failed_quanta(report: dict) -> list[dict]:
-    """The failed quanta of a ``pipetask run --summary`` report: task, data id, exception."""
-    out = []
-    for quantum in report.get("quantaReports", []):
-        if quantum.get("status") != "failure":
-            continue
-        info = quantum.get("exceptionInfo") or {}
-        out.append(
-            {
-                "task": quantum.get("taskLabel", "?"),
-                "data_id": quantum.get("dataId", {}),
-                "exception": info.get("className", ""),
-                "message": info.get("message", ""),
-            }
-        )
-    return out
 
 
 def input_files(raws: dict, data_id: dict) -> list[str]:
@@ -124,21 +92,6 @@ def failure_reason(failures: list[dict], limit: int = 3) -> str:
     return "; ".join(parts)
 
 
-def run_pipetask(args: list[str]) -> int:
-    """``pipetask ARGS``, with the command-line tool's own code, in this process: its exit status."""
-    from lsst.ctrl.mpexec.cli.pipetask import cli
-
-    print("pipetask", " ".join(args), flush=True)
-    try:
-        # without standalone mode, click returns the status a command exits with
-        status = cli.main(args=args, prog_name="pipetask", standalone_mode=False)
-    except SystemExit as exc:
-        status = exc.code
-    if status is None or isinstance(status, int):
-        return status or 0
-    return 1  # exited with a message
-
-
 def ingest_visit(
     repo: str, visit: int, *, instrument: str, raw_dir: Path | None, index: Path | None, transfer: str
 ) -> dict:
@@ -160,14 +113,11 @@ def ingest_visit(
 
 
 def process_visit(
-    repo: str,
+    executor: BatchExecutor,
     run: str,
     visit: int,
     *,
     instrument: str,
-    inputs: str,
-    pipeline: str,
-    overrides: list[str],
     raws_record: Path,
     summary_path: Path,
     sources_path: Path,
@@ -175,12 +125,13 @@ def process_visit(
     quanta_path: Path,
     preview_path: Path | None = None,
 ) -> dict:
-    """Process one visit; return its summary (``status`` "ok" or "failed").
+    """Process one visit with the batch's ``executor``; return its summary (``status`` "ok" or
+    "failed").
 
     Raises
     ------
     ProcessingError
-        pipetask failed for a reason other than the data.
+        A quantum failed for a reason other than the data.
     """
     raws = json.loads(raws_record.read_text())
     if raws.get("status", "ok") != "ok":
@@ -191,37 +142,25 @@ def process_visit(
         export.write_quantum_timings(None, run, quanta_path)
         return export.write_failed_visit(visit, run, reason, [], summary_path, sources_path, preview_path)
 
-    removed = remove_run(repo, run)
+    removed = remove_run(executor.butler, run)
     print(f"{'removed an earlier attempt of' if removed else 'no earlier'} run {run}", flush=True)
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.unlink(missing_ok=True)
-    args = ["--long-log", "--log-level", "lsst_on_aws_tasks=INFO", "run", "-b", repo]
-    args += ["-i", inputs, "--output-run", run, "-p", pipeline]
-    for override in overrides:
-        args += ["-c", override]
-    args += ["-d", f"instrument='{instrument}' AND visit={visit}", "--summary", str(report_path)]
     try:
-        status = run_pipetask(args)
-        error = f"exit status {status}" if status else None
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-    butler = export.open_butler(repo)  # one, for the timings and the export
-    export.write_quantum_timings(butler, run, quanta_path)
-    if error is not None:
-        failures = failed_quanta(json.loads(report_path.read_text())) if report_path.exists() else []
+        failures = executor.run(visit, run, report_path)
+    finally:
+        export.write_quantum_timings(executor.butler, run, quanta_path)
+    if failures:
         for failure in failures:
             failure["files"] = input_files(raws, failure["data_id"])
-        if not failures or not all(is_data_error(f["exception"]) for f in failures):
-            raise ProcessingError(
-                f"pipetask failed on visit {visit} ({error}); "
-                + (failure_reason(failures) if failures else "no quantum report")
-            )
         reason = failure_reason(failures)
         print(f"visit {visit} failed for a reason in its data: {reason}", flush=True)
         return export.write_failed_visit(
             visit, run, reason, failures, summary_path, sources_path, preview_path
         )
-    return export.export_visit(butler, run, visit, summary_path, sources_path, instrument, preview_path)
+    return export.export_visit(
+        executor.butler, run, visit, summary_path, sources_path, instrument, preview_path
+    )
 
 
 class Stopwatch:
@@ -270,17 +209,18 @@ def process_batch(
     """Ingest and process ``visits`` one after another into ``visits_dir``; return visit -> status.
 
     ``raws`` holds :func:`ingest_visit`'s keyword arguments (``raw_dir``,
-    ``index``, ``transfer``); ``pipeline`` :func:`process_visit`'s
+    ``index``, ``transfer``); ``pipeline`` the :class:`BatchExecutor`'s
     ``instrument``, ``inputs``, ``pipeline`` and ``overrides``.
 
     Raises
     ------
     ProcessingError
-        pipetask failed on a visit for a reason other than the data.
+        A visit failed for a reason other than its data.
     """
     whole = Stopwatch()
     # the record, written last, says that every visit folder it lists is this run's and complete
     record.unlink(missing_ok=True)
+    executor = BatchExecutor(repo, **pipeline)
     statuses = {}
     for visit in visits:
         clock = Stopwatch()
@@ -292,16 +232,16 @@ def process_batch(
         write_json(folder / "ingest.json", ingest)
         ingest_s = clock.elapsed()
         result = process_visit(
-            repo,
+            executor,
             f"{output_prefix}/{visit}",
             visit,
+            instrument=pipeline["instrument"],
             raws_record=folder / "ingest.json",
             summary_path=folder / "summary.json",
             sources_path=folder / "sources.parquet",
-            report_path=folder / "pipetask_report.json",
+            report_path=folder / "report.json",
             quanta_path=folder / "quanta.json",
             preview_path=folder / "preview.fits",
-            **pipeline,
         )
         write_json(folder / "job.json", clock.record(batch=batch, visit=visit, ingest_s=ingest_s))
         statuses[visit] = result["status"]
@@ -328,6 +268,11 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--visits-dir", type=Path, required=True, help="folder of the visits' results")
     parser.add_argument("--record", type=Path, required=True, help="the batch's record, written last")
     args = parser.parse_args(argv)
+    from lsst.daf.butler.cli.cliLog import CliLog
+
+    # as `pipetask --long-log`: the middleware's and the tasks' messages, with where they come from
+    CliLog.initLog(longlog=True)
+    CliLog.setLogLevels([(None, "INFO")])
     try:
         process_batch(
             args.repo,

@@ -77,9 +77,11 @@ def register_dataset_types(repo: str, pipeline_file: str) -> dict:
     }
 
 
-def remove_run(repo: str, run: str) -> bool:
-    """Remove a RUN collection and its datasets, if it exists (from any chain too)."""
-    butler = Butler.from_config(repo, writeable=True)
+def remove_run(repo: str | Butler, run: str) -> bool:
+    """Remove a RUN collection and its datasets, if it exists (from any chain too); ``repo`` a path
+    or a writeable Butler.
+    """
+    butler = repo if isinstance(repo, Butler) else Butler.from_config(repo, writeable=True)
     try:
         butler.registry.getCollectionType(run)
     except MissingCollectionError:
