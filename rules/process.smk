@@ -4,8 +4,9 @@
 # into the visit's own RUN collection, and exports the results from the
 # Butler into results/visits/<visit>/ (lsst_on_aws_tasks.process_visit: one
 # Python process for the whole batch, so the middleware's imports, the Butler
-# and the resolved pipeline are paid once per batch; lsst_on_aws_tasks.executor). One job and one declared output per batch, whatever its
-# size, keeps the job graph, and so every plan, small at survey scale.
+# and the resolved pipeline are paid once per batch; lsst_on_aws_tasks.executor).
+# One job and one declared output per batch, whatever its size, keeps the job
+# graph, and so every plan, small at survey scale.
 # A rerun first removes what an earlier (failed or outdated) attempt left in
 # each RUN and each visit's folder. A visit whose data cannot be processed (a
 # bad raw file, no sources) gets a summary.json saying "status": "failed" and

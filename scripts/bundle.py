@@ -11,7 +11,8 @@ from lsst_on_aws.logs import to_log
 
 with to_log(snakemake.log[0]) as log:
     resolved = Path(snakemake.output.config)
-    resolved.write_text(yaml.safe_dump(provenance.redact(snakemake.params.config), sort_keys=False))
+    # params.config comes redacted (rules/provenance.smk)
+    resolved.write_text(yaml.safe_dump(snakemake.params.config, sort_keys=False))
     # The report of this very run: Snakemake builds it from the run's records
     # (--report takes no lock) for the run's targets short of this job (whose
     # outputs are still incomplete); the resolved config makes its captions

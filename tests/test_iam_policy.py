@@ -55,11 +55,18 @@ def retained_storage(session) -> list[str]:
     return [volume, efs, fsx]
 
 
-def test_policy_allows_exactly_what_the_workflow_calls(moto, moto_account, tmp_path, monkeypatch):
+def rendered_cluster(moto_account: dict, **cluster_keys) -> tuple[dict, dict, dict]:
+    """The default config on the moto account (with ``cluster_keys``), its bootstrap action and the
+    cluster configuration the workflow renders from them.
+    """
     config = yaml.safe_load((REPO_ROOT / "config/config.yaml").read_text())
-    config["cluster"] |= moto_account
+    config["cluster"] |= moto_account | cluster_keys
     action = {"Script": bootstrap.script_uri(config), "Args": bootstrap.folders(config)}
-    doc = cluster.render(config, allowed_ips=moto_account["allowed_ips"], bootstrap=action)
+    return config, action, cluster.render(config, allowed_ips=moto_account["allowed_ips"], bootstrap=action)
+
+
+def test_policy_allows_exactly_what_the_workflow_calls(moto, moto_account, tmp_path, monkeypatch):
+    config, action, doc = rendered_cluster(moto_account)
     path = tmp_path / "cluster-config.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     script = tmp_path / "bootstrap.sh"
@@ -130,10 +137,7 @@ def test_policy_allows_what_creating_a_cluster_needs(moto, moto_account, tmp_pat
     s3 = boto3.Session(region_name="us-east-1").client("s3")
     called, types, tags = set(), set(), set()
     for kind in ("ebs", "efs", "fsxlustre"):
-        config = yaml.safe_load((REPO_ROOT / "config/config.yaml").read_text())
-        config["cluster"] |= moto_account | {"storage_type": kind}
-        action = {"Script": bootstrap.script_uri(config), "Args": bootstrap.folders(config)}
-        doc = cluster.render(config, allowed_ips=moto_account["allowed_ips"], bootstrap=action)
+        doc = rendered_cluster(moto_account, storage_type=kind)[2]
         path = tmp_path / f"{kind}.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         name = f"create-{kind}"

@@ -18,6 +18,7 @@ import json
 import logging
 from pathlib import Path
 
+import networkx
 from lsst.daf.butler import Butler, CollectionType
 from lsst.pipe.base import Pipeline, RepeatableQuantumError, TaskFactory
 from lsst.pipe.base.all_dimensions_quantum_graph_builder import AllDimensionsQuantumGraphBuilder
@@ -112,7 +113,7 @@ class BatchExecutor:
                 failures.append(
                     {"task": task, "data_id": data_id, "exception": info["className"], "message": str(exc)}
                 )
-                blocked |= set(_descendants(xgraph, quantum_id))
+                blocked |= networkx.descendants(xgraph, quantum_id)
                 continue
             reports.append(entry | {"status": "success"})
         self._write(report_path, visit, run, reports)
@@ -123,9 +124,3 @@ class BatchExecutor:
         status = "failure" if any(r["status"] != "success" for r in reports) else "success"
         record = {"visit": visit, "run": run, "status": status, "quantaReports": reports}
         path.write_text(json.dumps(record, indent=1, default=str) + "\n")
-
-
-def _descendants(xgraph, node) -> set:
-    import networkx
-
-    return networkx.descendants(xgraph, node)
