@@ -42,9 +42,11 @@ rule register_instrument:
     params:
         repo=REPO,
         instrument=INSTRUMENT,
+        detectors=ccds_per_visit(),
     shell:
         "(source {input.activate} && python -m lsst_on_aws_tasks.butler_setup register-instrument"
-        " {params.repo} --instrument {params.instrument} --output {output.record}) > {log} 2>&1"
+        " {params.repo} --instrument {params.instrument} --detectors {params.detectors}"
+        " --output {output.record}) > {log} 2>&1"
 
 
 rule register_dataset_types:

@@ -83,7 +83,7 @@ def ccds_per_visit():
     """Detectors in one visit of the configured instrument."""
     if INSTRUMENT == "DECam":
         return len(decam.CCD_NAMES)
-    return len(simcam.detectors())
+    return config["simulation"]["detectors"]
 
 
 def requested_resources(wildcards=None):
@@ -106,7 +106,21 @@ def requested_resources(wildcards=None):
             "cpus": value(resources.get("cpus_per_task"), cores),
             "mem_mb": value(resources.get("mem_mb"), 0),
         }
+    jobs = config["visit_jobs"]
+    out["process_batch"] = {
+        "cpus": jobs["cpus"],
+        "mem_mb": visit_job_memory(None, jobs["cpus"]),
+    }
     return out
+
+
+def visit_job_memory(wildcards, threads, attempt=1):
+    """A processing job's memory (MB): the first attempt's request for its CPUs, twice the last one
+    for each retry, at most visit_jobs.max_mem_mb.
+    """
+    jobs = config["visit_jobs"]
+    first = jobs["mem_mb"] + jobs["mem_mb_per_cpu"] * (threads - 1)
+    return min(first * 2 ** (attempt - 1), max(jobs["max_mem_mb"], first))
 
 
 def workflow_files():

@@ -7,8 +7,11 @@
 # and the resolved pipeline are paid once per batch; lsst_on_aws_tasks.executor).
 # One job and one declared output per batch, whatever its size, keeps the job
 # graph, and so every plan, small at survey scale.
-# A rerun first removes what an earlier (failed or outdated) attempt left in
-# each RUN and each visit's folder. A visit whose data cannot be processed (a
+# A visit's detectors run visit_jobs.cpus at a time (the rule's threads). A
+# retry (or a rerun after an interruption) resumes each visit: its RUN keeps
+# the quanta an earlier attempt of the same inputs, configs and software
+# finished; a RUN of other inputs is removed first. Each retry asks for twice
+# the memory (visit_job_memory). A visit whose data cannot be processed (a
 # bad raw file, no sources) gets a summary.json saying "status": "failed" and
 # why, and the batch, the other visits and the summary go on; any other
 # failure fails the batch's job, and retries apply to the whole batch.
@@ -42,9 +45,11 @@ rule process_batch:
         "results/benchmarks/batches/{batch}/process_batch.tsv"
     conda:
         "../envs/stack-shell.yaml"
+    threads: config["visit_jobs"]["cpus"]
     resources:
         # per visit: 11.6 s for 4 detectors (profiles/default/ has the figures)
         runtime=batch_minutes(5, 2),
+        mem_mb=visit_job_memory,
     params:
         repo=REPO,
         prefix=config["butler"]["output"],
@@ -62,4 +67,5 @@ rule process_batch:
         " --instrument {params.instrument} --inputs {params.inputs}"
         " --pipeline {params.pipeline:q} {params.overrides}"
         " {params.raws} --transfer {params.transfer}"
-        " --visits-dir {params.visits_dir} --record {output.record}) > {log} 2>&1"
+        " --visits-dir {params.visits_dir} --record {output.record}"
+        " --processes {threads}) > {log} 2>&1"

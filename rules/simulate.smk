@@ -16,6 +16,8 @@ rule simulate_reference_catalog:
         seed=config["simulation"]["seed"],
         n_stars=config["simulation"]["n_stars"],
         n_galaxies=config["simulation"]["n_galaxies"],
+        detectors=config["simulation"]["detectors"],
+        detector_pixels=config["simulation"]["detector_pixels"],
     script:
         "../scripts/simulate_reference_catalog.py"
 
@@ -33,6 +35,8 @@ rule simulate_calibs:
         "../envs/workflow.yaml"
     params:
         seed=config["simulation"]["seed"],
+        detectors=config["simulation"]["detectors"],
+        detector_pixels=config["simulation"]["detector_pixels"],
     script:
         "../scripts/simulate_calibs.py"
 
@@ -59,5 +63,7 @@ rule simulate_raws:
         visits=batch_visit_rows,
         raw_dir="results/simulated/raw",
         truth_dir="results/simulated/truth",
+        detectors=config["simulation"]["detectors"],
+        detector_pixels=config["simulation"]["detector_pixels"],
     script:
         "../scripts/simulate_raws.py"

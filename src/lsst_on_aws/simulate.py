@@ -95,15 +95,18 @@ def moments_fwhm(fwhm_pix: float) -> float:
     return fwhm_per_sigma * sigma
 
 
-def make_reference_catalog(seed: int, n_stars: int, n_galaxies: int) -> pd.DataFrame:
-    """Stars and galaxies over the focal plane and its dither margin.
+def make_reference_catalog(
+    seed: int, n_stars: int, n_galaxies: int, dets: list[simcam.Detector] | None = None
+) -> pd.DataFrame:
+    """Stars and galaxies over the focal plane of ``dets`` (SimCam's default camera when None) and
+    its dither margin.
 
     Star magnitudes follow a rising number count (``dN/dm ~ 10^(0.3 m)``)
     between r = 16 and 23.5, colours g - r between 0.2 and 1.4; galaxies are
     exponential discs with half-light radii of 0.4-1.2 arcsec.
     """
     rng = np.random.default_rng([seed, _REFCAT])
-    half = (simcam.NX + simcam.GAP / 2) * simcam.PIXEL_SCALE / 3600.0 + 60.0 / 3600.0
+    half = simcam.half_extent(dets or simcam.detectors()) * simcam.PIXEL_SCALE / 3600.0 + 60.0 / 3600.0
     n = n_stars + n_galaxies
     dec = simcam.FIELD_DEC + rng.uniform(-half, half, n)
     ra = simcam.FIELD_RA + rng.uniform(-half, half, n) / np.cos(np.radians(dec))
@@ -143,15 +146,17 @@ def detector_wcs(det: simcam.Detector, boresight: tuple[float, float]) -> WCS:
 def bias_pattern(seed: int, det: simcam.Detector) -> np.ndarray:
     """Fixed bias structure (ADU, above the overscan level): a column ramp and fixed noise."""
     rng = np.random.default_rng([seed, _BIAS, det.id])
-    ramp = np.linspace(0.0, 3.0, simcam.NX)[np.newaxis, :]
-    return (ramp + rng.normal(0.0, 2.0, (simcam.NY, simcam.NX))).astype(np.float64)
+    ramp = np.linspace(0.0, 3.0, det.nx)[np.newaxis, :]
+    return (ramp + rng.normal(0.0, 2.0, (det.ny, det.nx))).astype(np.float64)
 
 
-def flat_pattern(seed: int, det: simcam.Detector, band: str) -> np.ndarray:
-    """Relative response: 10% radial vignetting over the focal plane and 1% pixel response."""
+def flat_pattern(seed: int, det: simcam.Detector, band: str, radius: float) -> np.ndarray:
+    """Relative response: radial vignetting over the focal plane (10% at ``radius`` pixels from the
+    boresight on each axis) and 1% pixel response.
+    """
     rng = np.random.default_rng([seed, _FLAT, det.id, simcam.BANDS.index(band)])
-    yy, xx = np.mgrid[0 : simcam.NY, 0 : simcam.NX]
-    r2 = ((xx + det.x0) ** 2 + (yy + det.y0) ** 2) / (2 * (simcam.NX + simcam.GAP) ** 2)
+    yy, xx = np.mgrid[0 : det.ny, 0 : det.nx]
+    r2 = ((xx + det.x0) ** 2 + (yy + det.y0) ** 2) / (2 * radius**2)
     vignette = 1.0 - 0.1 * r2
     return vignette * rng.normal(1.0, 0.01, vignette.shape)
 
@@ -166,8 +171,14 @@ def _base_header(det: simcam.Detector) -> fits.Header:
     return h
 
 
-def write_master_calibs(seed: int, outdir: Path) -> list[Path]:
-    """Write master bias (per detector) and flat (per band and detector) frames.
+def vignetting_radius(dets: list[simcam.Detector]) -> float:
+    """The flat field's scale: half the focal plane's side, to the middle of the gap beyond it."""
+    return simcam.half_extent(dets) + simcam.GAP / 2
+
+
+def write_master_calibs(seed: int, outdir: Path, dets: list[simcam.Detector] | None = None) -> list[Path]:
+    """Write master bias (per detector of ``dets``, SimCam's default camera when None) and flat (per
+    band and detector) frames.
 
     They are trimmed, overscan-corrected images, as a calibration pipeline
     produces them; their noise is that of an average of ``N_BIAS_FRAMES``
@@ -177,9 +188,11 @@ def write_master_calibs(seed: int, outdir: Path) -> list[Path]:
     paths = []
     noise_rng = np.random.default_rng([seed, _BIAS, 99])
     rn_adu = simcam.READ_NOISE / simcam.GAIN
-    for det in simcam.detectors():
+    dets = dets or simcam.detectors()
+    vignetting = vignetting_radius(dets)
+    for det in dets:
         bias = bias_pattern(seed, det) + noise_rng.normal(
-            0.0, rn_adu / math.sqrt(N_BIAS_FRAMES), (simcam.NY, simcam.NX)
+            0.0, rn_adu / math.sqrt(N_BIAS_FRAMES), (det.ny, det.nx)
         )
         h = _base_header(det)
         h["OBSTYPE"] = ("bias", "master calibration type")
@@ -189,7 +202,7 @@ def write_master_calibs(seed: int, outdir: Path) -> list[Path]:
         paths.append(path)
         for band in simcam.BANDS:
             # flats of ~20000 e- per pixel: 0.7% photon noise each, averaged
-            flat = flat_pattern(seed, det, band)
+            flat = flat_pattern(seed, det, band, vignetting)
             flat = flat * (1.0 + noise_rng.normal(0.0, 0.007 / math.sqrt(N_FLAT_FRAMES), flat.shape))
             h = _base_header(det)
             h["OBSTYPE"] = ("flat", "master calibration type")
@@ -220,8 +233,11 @@ def _render_galaxy(
     return flux * img / img.sum()
 
 
-def simulate_visit(visit: Visit, refcat: pd.DataFrame, seed: int, outdir: Path) -> pd.DataFrame:
-    """Write a visit's raw frames (one per detector) and return its truth table.
+def simulate_visit(
+    visit: Visit, refcat: pd.DataFrame, seed: int, outdir: Path, dets: list[simcam.Detector] | None = None
+) -> pd.DataFrame:
+    """Write a visit's raw frames (one per detector of ``dets``, SimCam's default camera when None)
+    and return its truth table.
 
     The truth table has one row per reference object whose centre falls on
     a detector's imaging area: its 0-based pixel position on the trimmed
@@ -238,16 +254,18 @@ def simulate_visit(visit: Visit, refcat: pd.DataFrame, seed: int, outdir: Path) 
     mjd = simcam.exposure_mjd(visit.visit)
     start = Time(mjd, format="mjd", scale="tai")
     truths = []
-    for det in simcam.detectors():
+    dets = dets or simcam.detectors()
+    vignetting = vignetting_radius(dets)
+    for det in dets:
         rng = np.random.default_rng([seed, _VISIT, visit.visit, det.id])
         wcs = detector_wcs(det, boresight)
         x, y = wcs.all_world2pix(refcat["ra"].to_numpy(), refcat["dec"].to_numpy(), 0)
         flux = 10 ** (-0.4 * (refcat[band].to_numpy() - zp)) * simcam.EXPTIME
         margin = 30
-        near = (x > -margin) & (x < simcam.NX + margin) & (y > -margin) & (y < simcam.NY + margin)
+        near = (x > -margin) & (x < det.nx + margin) & (y > -margin) & (y < det.ny + margin)
         max_radius = 63  # stamp half-size cap (pixels)
         pad = margin + max_radius + 1  # a padded canvas, so stamps never need clipping
-        canvas = np.zeros((simcam.NY + 2 * pad, simcam.NX + 2 * pad))
+        canvas = np.zeros((det.ny + 2 * pad, det.nx + 2 * pad))
         for i in np.flatnonzero(near):
             xi, yi = round(x[i]), round(y[i])
             dx, dy = x[i] - xi, y[i] - yi
@@ -269,13 +287,13 @@ def simulate_visit(visit: Visit, refcat: pd.DataFrame, seed: int, outdir: Path) 
                 )
             cy, cx = yi + pad, xi + pad
             canvas[cy - radius : cy + radius + 1, cx - radius : cx + radius + 1] += stamp
-        signal_e = (canvas[pad:-pad, pad:-pad] + sky_e) * flat_pattern(seed, det, band)
+        signal_e = (canvas[pad:-pad, pad:-pad] + sky_e) * flat_pattern(seed, det, band, vignetting)
         electrons = rng.poisson(signal_e).astype(np.float64)
-        row_offset = rng.normal(0.0, 1.0, (simcam.NY, 1)).cumsum(axis=0) * 0.05  # slow drift
+        row_offset = rng.normal(0.0, 1.0, (det.ny, 1)).cumsum(axis=0) * 0.05  # slow drift
         rn_adu = simcam.READ_NOISE / simcam.GAIN
         data = electrons / simcam.GAIN + simcam.BIAS_LEVEL + bias_pattern(seed, det) + row_offset
-        overscan = simcam.BIAS_LEVEL + row_offset + np.zeros((simcam.NY, simcam.OVERSCAN))
-        raw = np.hstack([data, overscan]) + rng.normal(0.0, rn_adu, (simcam.NY, simcam.NX + simcam.OVERSCAN))
+        overscan = simcam.BIAS_LEVEL + row_offset + np.zeros((det.ny, simcam.OVERSCAN))
+        raw = np.hstack([data, overscan]) + rng.normal(0.0, rn_adu, (det.ny, det.nx + simcam.OVERSCAN))
         raw = np.clip(np.round(raw), 0, simcam.SATURATION).astype(np.uint16)
 
         h = _base_header(det)
@@ -294,13 +312,13 @@ def simulate_visit(visit: Visit, refcat: pd.DataFrame, seed: int, outdir: Path) 
         h["GAIN"] = (simcam.GAIN, "e-/ADU")
         h["RDNOISE"] = (simcam.READ_NOISE, "read noise (e-)")
         h["SATURATE"] = (simcam.SATURATION, "saturation (ADU)")
-        h["DATASEC"] = (simcam.DATASEC, "imaging area")
-        h["BIASSEC"] = (simcam.BIASSEC, "serial overscan")
+        h["DATASEC"] = (det.datasec, "imaging area")
+        h["BIASSEC"] = (det.biassec, "serial overscan")
         # the WCS of the imaging area; the overscan lies beyond NAXIS1 of it
         h.update(wcs.to_header())
         fits.PrimaryHDU(raw, h).writeto(outdir / f"raw_{visit.visit}_{det.name}.fits", overwrite=True)
 
-        on = (x >= 0) & (x <= simcam.NX - 1) & (y >= 0) & (y <= simcam.NY - 1)
+        on = (x >= 0) & (x <= det.nx - 1) & (y >= 0) & (y <= det.ny - 1)
         truths.append(
             pd.DataFrame(
                 {
@@ -325,7 +343,13 @@ def simulate_visit(visit: Visit, refcat: pd.DataFrame, seed: int, outdir: Path) 
 
 
 def simulate_batch(
-    visits: list[Visit], refcat: pd.DataFrame, seed: int, raw_dir: Path, truth_dir: Path, record: Path
+    visits: list[Visit],
+    refcat: pd.DataFrame,
+    seed: int,
+    raw_dir: Path,
+    truth_dir: Path,
+    record: Path,
+    dets: list[simcam.Detector] | None = None,
 ) -> Iterator[tuple[int, int]]:
     """Simulate visits one after another: ``raw_dir/<visit>/`` and ``truth_dir/<visit>.parquet`` each,
     then ``record``, written last, listing them; yields each visit and its count of objects.
@@ -338,7 +362,7 @@ def simulate_batch(
     for visit in visits:
         folder = raw_dir / str(visit.visit)
         shutil.rmtree(folder, ignore_errors=True)
-        truth = simulate_visit(visit, refcat, seed, folder)
+        truth = simulate_visit(visit, refcat, seed, folder, dets)
         truth.to_parquet(truth_dir / f"{visit.visit}.parquet", index=False)
         yield visit.visit, len(truth)
     record.parent.mkdir(parents=True, exist_ok=True)

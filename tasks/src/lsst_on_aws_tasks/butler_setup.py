@@ -50,6 +50,7 @@ def _main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("register-instrument")
     p.add_argument("repo")
     p.add_argument("--instrument", default=simcam.NAME, choices=[simcam.NAME, "DECam"])
+    p.add_argument("--detectors", type=int, default=simcam.DETECTORS, help="SimCam's count of detectors")
     p.add_argument("--output", type=Path, required=True)
     p = sub.add_parser("ingest-calibs")
     p.add_argument("repo")
@@ -80,7 +81,7 @@ def _main(argv: list[str] | None = None) -> int:
             if args.instrument == "DECam":
                 result = decam_ingest.register_decam(args.repo)
             else:
-                result = simcam_ingest.register_instrument(args.repo)
+                result = simcam_ingest.register_instrument(args.repo, args.detectors)
         elif args.command == "ingest-refcat":
             result = decam_ingest.ingest_refcat(args.repo, args.files)
         elif args.command == "ingest-calibs":

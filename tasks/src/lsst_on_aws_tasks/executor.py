@@ -3,29 +3,54 @@ the whole batch, and for each visit its own quantum graph, RUN and quanta.
 
 ``pipetask run`` pays, for every visit, its command-line set-up, a new Butler, and reading,
 configuring and resolving the pipeline again: about 2-3 s a visit here, more than the work of a
-small visit. :class:`BatchExecutor` pays them once per batch. Each visit's quanta then run one after
-another with the middleware's own :class:`~lsst.pipe.base.single_quantum_executor.SingleQuantumExecutor`,
-as ``pipetask`` does, with the same outputs in the same RUN.
+small visit. :class:`BatchExecutor` pays them once per batch. Each visit's quanta then run with the
+middleware's own :class:`~lsst.pipe.base.single_quantum_executor.SingleQuantumExecutor`, as
+``pipetask`` does, with the same outputs in the same RUN.
+
+**Detectors in parallel.** With ``processes`` > 1 a visit's quanta are split into units: the chain
+of quanta of each detector (e.g. its ISR, then its measurement), and each quantum of the whole visit
+(e.g. the visit summary) on its own. The first unit runs in this process; then up to ``processes``
+units run at once, each in a process forked from this one, so a worker pays neither the imports,
+the set-up nor the tasks' first-call costs; a unit starts once the units it needs have finished.
+(``pipetask -j`` instead starts a process for every quantum.) The workers write into the visit's
+RUN through the Butler, as ``pipetask -j``'s do.
+
+**Resume, not redo.** A visit's RUN is documented with a fingerprint of what its quanta read (the
+ids of the graph's input datasets: raws, calibrations, reference catalogues), the task configs and
+the software versions. A RUN with the same fingerprint is an earlier attempt at the same work that
+was interrupted (a lost node, a time limit, a kill): its complete quanta are kept and skipped, and a
+quantum that left partial outputs has them removed before it runs again, so no dataset is ever
+duplicated. A RUN with another fingerprint (changed raws, configs or software), or none, is removed
+first, with everything in it.
 
 A quantum that fails for a reason in its data (a ``RepeatableQuantumError``, e.g. an
 ``AlgorithmError``) does not stop the others: the quanta that need its outputs are skipped, and the
-visit's report lists it. Any other exception fails the visit at once (:class:`ProcessingError`).
+visit's report lists it. Any other exception fails the visit (:class:`ProcessingError`) once the
+units already running have finished.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import multiprocessing
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import networkx
-from lsst.daf.butler import Butler, CollectionType
+from lsst.daf.butler import Butler, CollectionType, MissingCollectionError
 from lsst.pipe.base import Pipeline, RepeatableQuantumError, TaskFactory
 from lsst.pipe.base.all_dimensions_quantum_graph_builder import AllDimensionsQuantumGraphBuilder
 from lsst.pipe.base.single_quantum_executor import SingleQuantumExecutor
 from lsst.utils.packages import Packages
 
+from .repo import remove_run
+
 log = logging.getLogger(__name__)
+
+FINGERPRINT = "lsst-on-aws fingerprint "
 
 
 class ProcessingError(RuntimeError):
@@ -45,15 +70,98 @@ def class_name(exc: BaseException) -> str:
     return f"{type(exc).__module__}.{type(exc).__qualname__}"
 
 
+def units_of(xgraph: networkx.DiGraph) -> list[list]:
+    """A visit's quanta in units that run in one process each, in an order that runs every unit
+    after the units it needs: each detector's connected quanta, and each other quantum alone. Each
+    unit lists its quanta in topological order.
+    """
+    order = list(networkx.topological_sort(xgraph))
+    per_detector = [q for q in order if "detector" in xgraph.nodes[q]["quantum"].dataId.required]
+    unit_of = {}
+    for i, component in enumerate(networkx.weakly_connected_components(xgraph.subgraph(per_detector))):
+        unit_of.update(dict.fromkeys(component, ("detector", i)))
+    for q in order:
+        unit_of.setdefault(q, ("visit", q))
+    units: dict = {}
+    for q in order:
+        units.setdefault(unit_of[q], []).append(q)
+    condensed = networkx.DiGraph()
+    condensed.add_nodes_from(units)
+    condensed.add_edges_from((unit_of[a], unit_of[b]) for a, b in xgraph.edges if unit_of[a] != unit_of[b])
+    return [units[key] for key in networkx.topological_sort(condensed)]
+
+
+@dataclass
+class UnitResult:
+    """What running a unit of quanta gave: a report entry for each quantum, the quanta that failed
+    for a reason in their data (and their ids), and the error that stopped it, if any.
+    """
+
+    reports: list[dict] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)
+    failed_ids: list = field(default_factory=list)
+    error: str = ""
+
+
+# the visit being run, for the forked workers, which inherit it (set before the pool forks)
+_VISIT: dict = {}
+
+
+def _run_unit(quantum_ids: list, blocked: set) -> UnitResult:
+    """Run a unit's quanta in order, in this process (a worker forked for the visit, or the visit's
+    own process): skip those ``blocked`` by an upstream failure and those complete from an earlier
+    attempt. Stops at the first failure that is not the data's.
+    """
+    executor, xgraph = _VISIT["executor"], _VISIT["xgraph"]
+    result, blocked = UnitResult(), set(blocked)
+    for quantum_id in quantum_ids:
+        node = xgraph.nodes[quantum_id]
+        task, data_id = node["pipeline_node"].label, dict(node["quantum"].dataId.required)
+        entry = {"taskLabel": task, "dataId": data_id}
+        if quantum_id in blocked:
+            result.reports.append(entry | {"status": "blocked", "reason": "an upstream quantum failed"})
+            continue
+        try:
+            outcome = executor.execute(node["pipeline_node"], node["quantum"], quantum_id)
+        except Exception as exc:
+            info = {"className": class_name(exc), "message": str(exc)}
+            result.reports.append(entry | {"status": "failure", "exceptionInfo": info})
+            if not isinstance(exc, RepeatableQuantumError):
+                result.error = f"{task} ({data_id}) failed: {info['className']}: {exc}"
+                return result
+            log.warning("%s %s failed for a reason in its data: %s", task, data_id, exc)
+            result.failures.append(
+                {"task": task, "data_id": data_id, "exception": info["className"], "message": str(exc)}
+            )
+            result.failed_ids.append(quantum_id)
+            blocked |= networkx.descendants(xgraph, quantum_id)
+            continue
+        if outcome.skipped_existing:
+            result.reports.append(entry | {"status": "skipped", "reason": "complete in an earlier attempt"})
+        else:
+            result.reports.append(entry | {"status": "success"})
+    return result
+
+
 class BatchExecutor:
     """The batch's Butler and resolved pipeline graph, and :meth:`run` for each of its visits.
 
     ``overrides`` are ``LABEL:KEY=VALUE`` config overrides (``pipetask -c``), ``inputs`` the
-    collection the visits' inputs are found in.
+    collection the visits' inputs are found in, ``processes`` how many units of a visit's quanta
+    run at once.
     """
 
-    def __init__(self, repo: str, *, pipeline: str, overrides: list[str], inputs: str, instrument: str):
-        self.inputs, self.instrument = inputs, instrument
+    def __init__(
+        self,
+        repo: str,
+        *,
+        pipeline: str,
+        overrides: list[str],
+        inputs: str,
+        instrument: str,
+        processes: int = 1,
+    ):
+        self.inputs, self.instrument, self.processes = inputs, instrument, max(1, processes)
         self.butler = Butler.from_config(repo, writeable=True)
         loaded = Pipeline.from_uri(pipeline)
         for override in overrides:
@@ -61,6 +169,38 @@ class BatchExecutor:
         self.graph = loaded.to_graph(registry=self.butler.registry)
         # the software versions, which every RUN records: read once (0.7 s), not once a visit
         self.packages = Packages.fromSystem()
+        settings = hashlib.sha256()
+        for label, task in sorted(self.graph.tasks.items()):
+            settings.update(f"{label}\0{task.task_class_name}\0{task.config.saveToString()}\0".encode())
+        settings.update(json.dumps(sorted(self.packages.items())).encode())
+        self._settings = settings.hexdigest()
+        self._overall_inputs = sorted(name for name, _ in self.graph.iter_overall_inputs())
+
+    def fingerprint(self, predicted) -> str:
+        """What the visit's quanta read and how they are configured: the ids of the graph's input
+        datasets, the task configs and the software versions.
+        """
+        digest = hashlib.sha256(self._settings.encode())
+        for name in self._overall_inputs:
+            ids = sorted(str(i) for i in predicted.datasets_by_type.get(name, {}).values())
+            digest.update(f"{name}\0{','.join(ids)}\0".encode())
+        return FINGERPRINT + digest.hexdigest()
+
+    def _prepare_run(self, run: str, fingerprint: str) -> bool:
+        """Keep ``run`` when an earlier attempt at the same work left it (True: resume); otherwise
+        remove whatever it holds and register it anew, documented with ``fingerprint`` (False).
+        """
+        registry = self.butler.registry
+        try:
+            if registry.getCollectionDocumentation(run) == fingerprint:
+                return True
+        except MissingCollectionError:
+            pass
+        removed = remove_run(self.butler, run)
+        log.info("%s run %s", "removed an earlier, different attempt of" if removed else "new", run)
+        registry.registerCollection(run, CollectionType.RUN)
+        registry.setCollectionDocumentation(run, fingerprint)
+        return False
 
     def run(self, visit: int, run: str, report_path: Path) -> list[dict]:
         """Build ``visit``'s quantum graph and run its quanta into RUN ``run``; write the report of
@@ -72,55 +212,94 @@ class BatchExecutor:
         ProcessingError
             A quantum failed for another reason, or the graph could not be built.
         """
-        self.butler.registry.registerCollection(run, CollectionType.RUN)
-        butler = self.butler.clone(run=run, collections=[run, self.inputs])
         where = f"instrument='{self.instrument}' AND visit={visit}"
         try:
+            # clobber: outputs an earlier attempt left in the RUN keep their ids in the graph, so
+            # the quantum executor can tell complete quanta (skipped) from partial ones (redone)
             builder = AllDimensionsQuantumGraphBuilder(
-                self.graph, butler, where=where, input_collections=[self.inputs], output_run=run
-            )
+                self.graph, self.butler, where=where, input_collections=[self.inputs], output_run=run,
+                clobber=True,
+            )  # fmt: skip
             predicted = builder.finish(output=None, metadata={"data_query": where}).assemble()
         except Exception as exc:
             raise ProcessingError(f"visit {visit}: no quantum graph: {class_name(exc)}: {exc}") from exc
         if not len(predicted):
             raise ProcessingError(f"visit {visit}: the quantum graph is empty (no data for {where})")
-        predicted.write_configs(butler, compare_existing=False)
+        resumed = self._prepare_run(run, self.fingerprint(predicted))
+        if resumed:
+            log.info("visit %s: resuming the earlier attempt left in run %s", visit, run)
+        butler = self.butler.clone(run=run, collections=[run, self.inputs])
+        predicted.write_configs(butler, compare_existing=resumed)
         predicted.write_init_outputs(butler, skip_existing=True)
         (packages_ref,) = predicted.get_init_outputs("").values()
-        butler.put(self.packages, packages_ref)
+        if not (resumed and butler.stored(packages_ref)):
+            butler.put(self.packages, packages_ref)
         predicted.build_execution_quanta()
-        executor = SingleQuantumExecutor(butler=butler, task_factory=TaskFactory())
-        xgraph = predicted.quantum_only_xgraph
-        reports, failures, blocked = [], [], set()
-        for quantum_id in predicted:  # topological order
-            node = xgraph.nodes[quantum_id]
-            task, data_id = node["pipeline_node"].label, dict(node["quantum"].dataId.required)
-            entry = {"taskLabel": task, "dataId": data_id}
-            if quantum_id in blocked:
-                reports.append(entry | {"status": "blocked", "reason": "an upstream quantum failed"})
-                continue
-            try:
-                executor.execute(node["pipeline_node"], node["quantum"], quantum_id)
-            except Exception as exc:
-                info = {"className": class_name(exc), "message": str(exc)}
-                reports.append(entry | {"status": "failure", "exceptionInfo": info})
-                self._write(report_path, visit, run, reports)
-                if not isinstance(exc, RepeatableQuantumError):
-                    raise ProcessingError(
-                        f"visit {visit}: {task} ({data_id}) failed: {info['className']}: {exc}"
-                    ) from exc
-                log.warning("visit %s: %s %s failed for a reason in its data: %s", visit, task, data_id, exc)
-                failures.append(
-                    {"task": task, "data_id": data_id, "exception": info["className"], "message": str(exc)}
-                )
-                blocked |= networkx.descendants(xgraph, quantum_id)
-                continue
-            reports.append(entry | {"status": "success"})
-        self._write(report_path, visit, run, reports)
-        return sorted(failures, key=lambda f: (f["task"], sorted(f["data_id"].items())))
+        _VISIT["executor"] = SingleQuantumExecutor(
+            butler=butler,
+            task_factory=TaskFactory(),
+            skip_existing=resumed,
+            clobber_outputs=resumed,
+            assume_no_existing_outputs=not resumed,
+        )
+        _VISIT["xgraph"] = predicted.quantum_only_xgraph
+        try:
+            result = self._execute(units_of(_VISIT["xgraph"]))
+        finally:
+            _VISIT.clear()
+        self._write(report_path, visit, run, result.reports, resumed)
+        if result.error:
+            raise ProcessingError(f"visit {visit}: {result.error}")
+        return sorted(result.failures, key=lambda f: (f["task"], sorted(f["data_id"].items())))
+
+    def _execute(self, units: list[list]) -> UnitResult:
+        """Run the units, in this process or, ``processes`` at a time, in forked workers."""
+        if self.processes == 1 or len(units) == 1:
+            return _run_unit([q for unit in units for q in unit], set())
+        xgraph = _VISIT["xgraph"]
+        index = {q: i for i, unit in enumerate(units) for q in unit}
+        needs = {
+            i: {index[p] for q in unit for p in xgraph.predecessors(q)} - {i} for i, unit in enumerate(units)
+        }
+        # the first unit (one detector) runs here first: it pays the tasks' first-call costs (lazy
+        # imports, caches: about 1 s here) once, and the workers forked after it inherit them
+        total = _run_unit(units[0], set())
+        blocked, done = {d for f in total.failed_ids for d in networkx.descendants(xgraph, f)}, {0}
+        pending, running = [i for i in range(1, len(units)) if not total.error], {}
+        # the workers must not share this process's database connections
+        self.butler.registry.resetConnectionPool()
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=self.processes, mp_context=context) as pool:
+            while pending or running:
+                if not total.error:
+                    for i in [i for i in pending if needs[i] <= done]:
+                        pending.remove(i)
+                        running[pool.submit(_run_unit, units[i], blocked & set(units[i]))] = i
+                elif not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    done.add(running.pop(future))
+                    try:
+                        result = future.result()
+                    except Exception as exc:  # a worker that died (killed, out of memory)
+                        result = UnitResult(error=f"a worker process failed: {class_name(exc)}: {exc}")
+                    total.reports += result.reports
+                    total.failures += result.failures
+                    for failed in result.failed_ids:
+                        blocked |= networkx.descendants(xgraph, failed)
+                    total.error = total.error or result.error
+        for i in pending:  # not started: an earlier unit's error stopped the visit
+            total.reports += [
+                {"taskLabel": xgraph.nodes[q]["pipeline_node"].label,
+                 "dataId": dict(xgraph.nodes[q]["quantum"].dataId.required),
+                 "status": "not run", "reason": "the visit stopped at another quantum's error"}
+                for q in units[i]
+            ]  # fmt: skip
+        return total
 
     @staticmethod
-    def _write(path: Path, visit: int, run: str, reports: list[dict]) -> None:
-        status = "failure" if any(r["status"] != "success" for r in reports) else "success"
-        record = {"visit": visit, "run": run, "status": status, "quantaReports": reports}
+    def _write(path: Path, visit: int, run: str, reports: list[dict], resumed: bool) -> None:
+        status = "failure" if any(r["status"] not in ("success", "skipped") for r in reports) else "success"
+        record = {"visit": visit, "run": run, "status": status, "resumed": resumed, "quantaReports": reports}
         path.write_text(json.dumps(record, indent=1, default=str) + "\n")

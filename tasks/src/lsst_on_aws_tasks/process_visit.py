@@ -64,7 +64,6 @@ from pathlib import Path
 from . import export
 from .executor import BatchExecutor, ProcessingError
 from .ingest import IngestError
-from .repo import remove_run
 
 
 def input_files(raws: dict, data_id: dict) -> list[str]:
@@ -142,8 +141,6 @@ def process_visit(
         export.write_quantum_timings(None, run, quanta_path)
         return export.write_failed_visit(visit, run, reason, [], summary_path, sources_path, preview_path)
 
-    removed = remove_run(executor.butler, run)
-    print(f"{'removed an earlier attempt of' if removed else 'no earlier'} run {run}", flush=True)
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.unlink(missing_ok=True)
     try:
@@ -210,7 +207,7 @@ def process_batch(
 
     ``raws`` holds :func:`ingest_visit`'s keyword arguments (``raw_dir``,
     ``index``, ``transfer``); ``pipeline`` the :class:`BatchExecutor`'s
-    ``instrument``, ``inputs``, ``pipeline`` and ``overrides``.
+    ``instrument``, ``inputs``, ``pipeline``, ``overrides`` and ``processes``.
 
     Raises
     ------
@@ -267,6 +264,9 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transfer", default="copy", help="the raws' ingest transfer mode")
     parser.add_argument("--visits-dir", type=Path, required=True, help="folder of the visits' results")
     parser.add_argument("--record", type=Path, required=True, help="the batch's record, written last")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="how many of a visit's detectors are processed at once"
+    )
     args = parser.parse_args(argv)
     from lsst.daf.butler.cli.cliLog import CliLog
 
@@ -286,6 +286,7 @@ def _main(argv: list[str] | None = None) -> int:
             inputs=args.inputs,
             pipeline=args.pipeline,
             overrides=args.overrides,
+            processes=args.processes,
         )
     except ProcessingError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -13,6 +13,7 @@ overscan strip, as on every CCD read out through an amplifier.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 NAME = "SimCam"
@@ -41,7 +42,7 @@ VISIT_CADENCE = 90.0  # s between consecutive visit ids
 
 @dataclass(frozen=True)
 class Detector:
-    """One CCD of the 2x2 SimCam focal plane."""
+    """One CCD of the SimCam focal plane."""
 
     id: int
     name: str
@@ -49,17 +50,52 @@ class Detector:
     # relative to the boresight
     x0: float
     y0: float
+    # imaging columns and rows
+    nx: int = NX
+    ny: int = NY
+
+    @property
+    def datasec(self) -> str:
+        """The imaging area as a FITS section."""
+        return section(0, self.nx, 0, self.ny)
+
+    @property
+    def biassec(self) -> str:
+        """The serial overscan, right of the imaging area, as a FITS section."""
+        return section(self.nx, self.nx + OVERSCAN, 0, self.ny)
 
 
-def detectors() -> list[Detector]:
-    """The four detectors, in a 2x2 grid centred on the boresight."""
+DETECTORS = 4  # the embedded default's 2x2 focal plane
+
+
+def grid(count: int) -> tuple[int, int]:
+    """Columns and rows of a focal plane of ``count`` detectors: as square as it can be."""
+    cols = math.ceil(math.sqrt(count))
+    return cols, math.ceil(count / cols)
+
+
+def detectors(count: int = DETECTORS, pixels: int = NX) -> list[Detector]:
+    """``count`` square detectors of ``pixels`` a side, row by row in a grid centred on the
+    boresight, ``GAP`` apart. The default is the embedded default's 2x2 camera; 189 detectors
+    (a 14x14 grid less 7) are LSSTCam's count of science CCDs.
+    """
+    if count < 1 or pixels < 64:
+        raise ValueError(f"SimCam needs at least 1 detector of 64 pixels, not {count} of {pixels}")
+    cols, rows = grid(count)
+    digits = len(str(max(cols, rows) - 1))
+    pitch = pixels + GAP
     out = []
-    for det_id in range(4):
-        col, row = det_id % 2, det_id // 2
-        x0 = -GAP / 2 - NX if col == 0 else GAP / 2
-        y0 = -GAP / 2 - NY if row == 0 else GAP / 2
-        out.append(Detector(det_id, f"S{row}{col}", x0, y0))
+    for det_id in range(count):
+        col, row = det_id % cols, det_id // cols
+        x0 = -(cols * pitch - GAP) / 2 + col * pitch
+        y0 = -(rows * pitch - GAP) / 2 + row * pitch
+        out.append(Detector(det_id, f"S{row:0{digits}d}{col:0{digits}d}", x0, y0, pixels, pixels))
     return out
+
+
+def half_extent(dets: list[Detector]) -> float:
+    """Half the width of the focal plane's larger side, in pixels."""
+    return max(max(max(d.x0 + d.nx, -d.x0) for d in dets), max(max(d.y0 + d.ny, -d.y0) for d in dets))
 
 
 def physical_filter(band: str) -> str:
@@ -83,7 +119,3 @@ def exposure_mjd(visit: int) -> float:
 def section(x_start: int, x_stop: int, y_start: int, y_stop: int) -> str:
     """A FITS section string (1-based, inclusive) for 0-based half-open ranges."""
     return f"[{x_start + 1}:{x_stop},{y_start + 1}:{y_stop}]"
-
-
-DATASEC = section(0, NX, 0, NY)
-BIASSEC = section(NX, NX + OVERSCAN, 0, NY)

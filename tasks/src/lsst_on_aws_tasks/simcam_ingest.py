@@ -18,6 +18,7 @@ from astropy.io import fits
 from astropy.time import Time
 from astropy.wcs import WCS
 from lsst.daf.butler import Butler, CollectionType, DatasetRef, DatasetType, FileDataset, Timespan
+from lsst.daf.butler.registry import ConflictingDefinitionError
 
 from . import simcam
 from .ingest import (
@@ -28,6 +29,7 @@ from .ingest import (
     add_exposure_records,
     ingest_datasets,
 )
+from .repo import RepositoryError
 
 RAW_RUN = f"{simcam.NAME}/raw/all"
 
@@ -46,15 +48,31 @@ def _dataset_types(universe) -> list[DatasetType]:
     ]
 
 
-def register_instrument(repo: str) -> dict:
-    """Write SimCam's static dimension records, dataset types and collections.
+def register_instrument(repo: str, detectors: int = simcam.DETECTORS) -> dict:
+    """Write the static dimension records of SimCam with ``detectors`` detectors, its dataset types
+    and collections.
 
     Idempotent: records that already exist with the same values are left as
     they are, so a rerun after a stack change does nothing harmful.
+
+    Raises
+    ------
+    RepositoryError
+        The repository holds SimCam with another count of detectors.
     """
     butler = Butler.from_config(repo, writeable=True)
     reg = butler.registry
-    detectors = simcam.detectors()
+    try:
+        return _register(reg, butler.dimensions, simcam.detectors(detectors))
+    except ConflictingDefinitionError as exc:
+        raise RepositoryError(
+            f"{repo} holds SimCam with another camera than {detectors} detectors ({exc}). A"
+            " repository holds one camera: remove the repository (results/butler/) to start one"
+            " with this camera, or set simulation.detectors back."
+        ) from exc
+
+
+def _register(reg, universe, detectors: list[simcam.Detector]) -> dict:
     reg.syncDimensionData(
         "instrument",
         {
@@ -86,7 +104,7 @@ def register_instrument(repo: str) -> dict:
     reg.syncDimensionData(
         "visit_system", {"instrument": simcam.NAME, "id": VISIT_SYSTEM, "name": "one-to-one"}
     )
-    for dt in _dataset_types(butler.dimensions):
+    for dt in _dataset_types(universe):
         reg.registerDatasetType(dt)
     for run in (RAW_RUN, CALIB_RUN):
         reg.registerRun(run)
@@ -124,7 +142,8 @@ def _check_instrument(path: Path, header: fits.Header) -> None:
 
 def _detector_corners(header: fits.Header) -> np.ndarray:
     wcs = WCS(header)
-    nx, ny = simcam.NX, simcam.NY
+    # the imaging area: the header's WCS and DATASEC describe it, the overscan lies beyond
+    nx, ny = header["NAXIS1"] - simcam.OVERSCAN, header["NAXIS2"]
     px = np.array([[-0.5, -0.5], [nx - 0.5, -0.5], [nx - 0.5, ny - 0.5], [-0.5, ny - 0.5]])
     return np.column_stack(wcs.all_pix2world(px[:, 0], px[:, 1], 0))
 
