@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from astropy.io import fits
+
 from lsst_on_aws import simulate
 from lsst_on_aws_tasks import simcam
 
