@@ -105,13 +105,15 @@ def killed(work: Path, config: Path, cores: int, total: int) -> dict:
     cmd = snakemake(work, config, cores, "--forcerun", "process_batch", "--retries", "1")
     out = subprocess.PIPE
     proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
-    while len(quanta(TOOK, log.read_text() if log.exists() else "")) < total // 2:
+    first = ""
+    while len(quanta(TOOK, first)) < total // 2:
         if proc.poll() is not None:
             raise RuntimeError("the run ended before half its quanta")
-        time.sleep(0.2)
+        time.sleep(0.1)
+        first = log.read_text() if log.exists() else ""
+    # killed right after the log was read (the retry starts at once, and rewrites it): a quantum
+    # that finished in between counts as in flight
     subprocess.run(["pkill", "-KILL", "-f", "lsst_on_aws_tasks.process_visit"], check=False)
-    time.sleep(1)
-    first = log.read_text()
     output, _ = proc.communicate()
     if proc.returncode != 0:
         raise RuntimeError(f"the retry failed:\n{output[-3000:]}")
@@ -146,9 +148,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args()
     root = args.workdir or Path(tempfile.mkdtemp(prefix="visit-parallel-"))
-    work = root / "workflow"
-    if not (work / "Snakefile").exists():
-        copy_workflow(work)
+    work = copy_workflow(root / "workflow")  # over an earlier copy: its results are reused
     configs = {n: settings(work, args.detectors, args.pixels, n) for n in args.cores}
     t0 = time.perf_counter()
     run(snakemake(work, configs[args.cores[0]], max(args.cores)), work)

@@ -70,6 +70,12 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=10
+# without cgroups, memory limits are enforced by polling: a step whose
+# processes together hold more than the job asked for (their proportional
+# set sizes, so that forked workers' shared pages count once) is killed
+# within JobAcctGatherFrequency seconds, and its job ends OUT_OF_MEMORY, as
+# under ParallelCluster's cgroups
+JobAcctGatherParams=OverMemoryKill,UsePss
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 JobCompType=jobcomp/none

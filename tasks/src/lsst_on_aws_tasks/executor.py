@@ -9,9 +9,10 @@ middleware's own :class:`~lsst.pipe.base.single_quantum_executor.SingleQuantumEx
 
 **Detectors in parallel.** With ``processes`` > 1 a visit's quanta are split into units: the chain
 of quanta of each detector (e.g. its ISR, then its measurement), and each quantum of the whole visit
-(e.g. the visit summary) on its own. The first unit runs in this process; then up to ``processes``
-units run at once, each in a process forked from this one, so a worker pays neither the imports,
-the set-up nor the tasks' first-call costs; a unit starts once the units it needs have finished.
+(e.g. the visit summary) on its own. Up to ``processes`` units run at once: in this process and in
+``processes`` - 1 workers forked from it once the graph is built, so a worker pays neither the
+imports nor the set-up (from a batch's second visit on, nor the tasks' first-call costs either); a
+unit starts once the units it needs have finished.
 (``pipetask -j`` instead starts a process for every quantum.) The workers write into the visit's
 RUN through the Butler, as ``pipetask -j``'s do.
 
@@ -253,7 +254,7 @@ class BatchExecutor:
         return sorted(result.failures, key=lambda f: (f["task"], sorted(f["data_id"].items())))
 
     def _execute(self, units: list[list]) -> UnitResult:
-        """Run the units, in this process or, ``processes`` at a time, in forked workers."""
+        """Run the units ``processes`` at a time: here, and in ``processes`` - 1 forked workers."""
         if self.processes == 1 or len(units) == 1:
             return _run_unit([q for unit in units for q in unit], set())
         xgraph = _VISIT["xgraph"]
@@ -261,34 +262,44 @@ class BatchExecutor:
         needs = {
             i: {index[p] for q in unit for p in xgraph.predecessors(q)} - {i} for i, unit in enumerate(units)
         }
-        # the first unit (one detector) runs here first: it pays the tasks' first-call costs (lazy
-        # imports, caches: about 1 s here) once, and the workers forked after it inherit them
-        total = _run_unit(units[0], set())
-        blocked, done = {d for f in total.failed_ids for d in networkx.descendants(xgraph, f)}, {0}
-        pending, running = [i for i in range(1, len(units)) if not total.error], {}
+        total, blocked, done = UnitResult(), set(), set()
+        pending, running = list(range(len(units))), {}
+
+        def merge(i: int, result: UnitResult) -> None:
+            done.add(i)
+            total.reports += result.reports
+            total.failures += result.failures
+            for failed in result.failed_ids:
+                blocked.update(networkx.descendants(xgraph, failed))
+            total.error = total.error or result.error
+
+        workers = self.processes - 1
         # the workers must not share this process's database connections
         self.butler.registry.resetConnectionPool()
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=self.processes, mp_context=context) as pool:
-            while pending or running:
-                if not total.error:
-                    for i in [i for i in pending if needs[i] <= done]:
-                        pending.remove(i)
-                        running[pool.submit(_run_unit, units[i], blocked & set(units[i]))] = i
-                elif not running:
-                    break
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            while (pending and not total.error) or running:
+                ready = [i for i in pending if needs[i] <= done] if not total.error else []
+                # the workers get up to two units each, so that none waits for this process to
+                # hand it the next; this process runs one of the rest itself
+                while ready and len(running) < 2 * workers:
+                    i = ready.pop(0)
+                    pending.remove(i)
+                    running[pool.submit(_run_unit, units[i], blocked & set(units[i]))] = i
+                if ready:
+                    i = ready.pop(0)
+                    pending.remove(i)
+                    merge(i, _run_unit(units[i], blocked & set(units[i])))
+                    finished = [future for future in running if future.done()]
+                else:
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    done.add(running.pop(future))
+                    i = running.pop(future)
                     try:
                         result = future.result()
                     except Exception as exc:  # a worker that died (killed, out of memory)
                         result = UnitResult(error=f"a worker process failed: {class_name(exc)}: {exc}")
-                    total.reports += result.reports
-                    total.failures += result.failures
-                    for failed in result.failed_ids:
-                        blocked |= networkx.descendants(xgraph, failed)
-                    total.error = total.error or result.error
+                    merge(i, result)
         for i in pending:  # not started: an earlier unit's error stopped the visit
             total.reports += [
                 {"taskLabel": xgraph.nodes[q]["pipeline_node"].label,

@@ -22,11 +22,13 @@ each visit, into RUN ``CHAIN/<visit>``:
    kept, files whose content changed are replaced. If the ingest fails (a
    damaged file, another instrument), the visit fails at once with that
    reason, and nothing of it enters the repository.
-2. The visit's RUN collection is removed, with whatever an earlier,
-   interrupted or failed attempt left in it, so a retry never meets its
-   own debris.
-3. The visit's quantum graph is built and its quanta run into that RUN, as
-   ``pipetask run`` would (the middleware's own quantum executor).
+2. The visit's quantum graph is built. A RUN an earlier, interrupted attempt
+   at the same work left (the same input datasets, configs and software) is
+   resumed: its complete quanta are skipped, partial outputs removed. Any
+   other RUN of that name is removed first, with all it holds, so a retry
+   never meets its own debris.
+3. The visit's quanta run into that RUN, as ``pipetask run`` would (the
+   middleware's own quantum executor), ``--processes`` detectors at a time.
 4. On success the visit summary and source catalogues are read back
    through the Butler into ``summary.json`` and ``sources.parquet``.
 5. A quantum that raises a ``RepeatableQuantumError`` (LSST's class for
