@@ -261,11 +261,12 @@ for name in ("post_isr_image", "single_visit_source", "detector_summary", "visit
 print(json.dumps(out))
 """
 
-# a 16-detector visit, two at a time; a first request (300 MB) well below what the job holds
-# (about 460 MB here, measured by Slurm), so that its first attempt is killed for memory
+# a 16-detector visit, two at a time; a first request (150 MB) below what even the job's batch
+# step holds (about 170 MB here; the whole job about 460-550 MB, measured by Slurm), so that
+# Slurm kills its first attempt for memory at its first look, before any detector is processed
 MANY_DETECTORS = """
 simulation: {detectors: 16, detector_pixels: 256}
-visit_jobs: {cpus: 2, mem_mb: 250, mem_mb_per_cpu: 50, max_mem_mb: 4000}
+visit_jobs: {cpus: 2, mem_mb: 100, mem_mb_per_cpu: 50, max_mem_mb: 4000}
 """
 
 
@@ -312,7 +313,8 @@ def test_a_visit_job_killed_for_memory_then_cancelled_resumes_with_more_memory(t
        memory: ``JobAcctGatherParams=OverMemoryKill``; the step that held too much ends by SIGKILL
        and its job FAILED, where cgroups would say OUT_OF_MEMORY). Each retry asks for twice the
        last request, until one fits (``--retries 4`` instead of the profile's 2, whatever the job
-       holds on this machine).
+       holds on this machine; status checks from 5 s after submission instead of 10, to spare the
+       test's time).
     2. An attempt that processes detectors is cancelled halfway; the next resumes it: it runs only
        the quanta not finished before (none twice: those in flight had written no complete output)
        and leaves one of each dataset.
@@ -331,7 +333,7 @@ def test_a_visit_job_killed_for_memory_then_cancelled_resumes_with_more_memory(t
     log = workdir / "logs/batches/1-1/process_batch.log"
     proc = subprocess.Popen(
         [str(BIN / "snakemake"), "--profile", SLURM_PROFILE, "--configfile", "many.yaml", "--retries", "4",
-         "--", "results/batches/1-1/batch.json"],
+         "--slurm-init-seconds-before-status-checks", "5", "--", "results/batches/1-1/batch.json"],
         cwd=workdir, env=snakemake_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -349,7 +351,7 @@ def test_a_visit_job_killed_for_memory_then_cancelled_resumes_with_more_memory(t
     assert proc.returncode == 0, output[-4000:]
     history = attempts(cancelled)
     requested = [a["requested_mb"] for a in history]
-    assert requested == [300 * 2**i for i in range(len(history))], history
+    assert requested == [150 * 2**i for i in range(len(history))], history
     at = [a["id"] for a in history].index(cancelled)
     (killed, stopped, after) = history[:at], history[at], history[at + 1 :]
     assert len(after) == 1, history
