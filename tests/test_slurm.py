@@ -276,12 +276,6 @@ def took(log: str) -> set[tuple[str, int]]:
     return {(task, int(detector)) for task, detector in done}
 
 
-def running_job() -> str:
-    """The id of this user's Slurm job now running ("" if none)."""
-    out = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%A"], capture_output=True, text=True)
-    return (out.stdout.split() or [""])[0]
-
-
 def attempts(job: str) -> list[dict]:
     """Every Slurm job of the Snakemake job that ``job`` is an attempt of (the plugin names them all
     after the run), in order: id, state, exit code, memory asked for (MB) and held (PSS, MB).
@@ -342,7 +336,7 @@ def test_a_visit_job_killed_for_memory_then_cancelled_resumes_with_more_memory(t
             assert time.monotonic() < deadline and proc.poll() is None, "no attempt processed detectors"
             time.sleep(0.2)
             first = took(log.read_text() if log.exists() else "")
-        cancelled = running_job()
+        cancelled = wait_for_running_job(timeout=60)
         subprocess.run(["scancel", cancelled], check=True)
         output, _ = proc.communicate(timeout=900)
     finally:

@@ -71,10 +71,11 @@ def class_name(exc: BaseException) -> str:
     return f"{type(exc).__module__}.{type(exc).__qualname__}"
 
 
-def units_of(xgraph: networkx.DiGraph) -> list[list]:
+def units_of(xgraph: networkx.DiGraph) -> tuple[list[list], list[set[int]]]:
     """A visit's quanta in units that run in one process each, in an order that runs every unit
     after the units it needs: each detector's connected quanta, and each other quantum alone. Each
-    unit lists its quanta in topological order.
+    unit lists its quanta in topological order. Also, for each unit, the indices of the units it
+    needs.
     """
     order = list(networkx.topological_sort(xgraph))
     per_detector = [q for q in order if "detector" in xgraph.nodes[q]["quantum"].dataId.required]
@@ -89,7 +90,10 @@ def units_of(xgraph: networkx.DiGraph) -> list[list]:
     condensed = networkx.DiGraph()
     condensed.add_nodes_from(units)
     condensed.add_edges_from((unit_of[a], unit_of[b]) for a, b in xgraph.edges if unit_of[a] != unit_of[b])
-    return [units[key] for key in networkx.topological_sort(condensed)]
+    keys = list(networkx.topological_sort(condensed))
+    index = {key: i for i, key in enumerate(keys)}
+    needs = [{index[before] for before in condensed.predecessors(key)} for key in keys]
+    return [units[key] for key in keys], needs
 
 
 @dataclass
@@ -245,7 +249,7 @@ class BatchExecutor:
         )
         _VISIT["xgraph"] = predicted.quantum_only_xgraph
         try:
-            result = self._execute(units_of(_VISIT["xgraph"]))
+            result = self._execute(_VISIT["xgraph"])
         finally:
             _VISIT.clear()
         self._write(report_path, visit, run, result.reports, resumed)
@@ -253,15 +257,15 @@ class BatchExecutor:
             raise ProcessingError(f"visit {visit}: {result.error}")
         return sorted(result.failures, key=lambda f: (f["task"], sorted(f["data_id"].items())))
 
-    def _execute(self, units: list[list]) -> UnitResult:
-        """Run the units ``processes`` at a time: here, and in ``processes`` - 1 forked workers."""
-        if self.processes == 1 or len(units) == 1:
-            return _run_unit([q for unit in units for q in unit], set())
-        xgraph = _VISIT["xgraph"]
-        index = {q: i for i, unit in enumerate(units) for q in unit}
-        needs = {
-            i: {index[p] for q in unit for p in xgraph.predecessors(q)} - {i} for i, unit in enumerate(units)
-        }
+    def _execute(self, xgraph: networkx.DiGraph) -> UnitResult:
+        """Run the visit's quanta: one after another, or in units (:func:`units_of`), ``processes``
+        at a time: here, and in ``processes`` - 1 forked workers.
+        """
+        if self.processes == 1:
+            return _run_unit(list(networkx.topological_sort(xgraph)), set())
+        units, needs = units_of(xgraph)
+        if len(units) == 1:
+            return _run_unit(units[0], set())
         total, blocked, done = UnitResult(), set(), set()
         pending, running = list(range(len(units))), {}
 
