@@ -1,4 +1,4 @@
-"""What each visit costs over its pure work: Slurm job arrays, batches, the local executor, one pipetask.
+"""What each visit costs over its pure work: Slurm jobs, batches, the local executor, one pipetask.
 
 For each visit count N, in a copy of the workflow with N simulated visits
 (SimCam, 4 detectors of 512 x 512 pixels each), after simulation (not timed),
@@ -8,8 +8,9 @@ ways ("legs"), side by side in one run:
 ``slurm``
     ``snakemake --profile profiles/slurm`` on the local Slurm
     (``tests/services/slurm.sh start``): one job per visit
-    (``visits_per_job=1``), submitted as job arrays; the number of ``sbatch``
-    calls is read from Snakemake's log.
+    (``visits_per_job=1``), one ``sbatch`` a job (job arrays in the results
+    recorded before 2026-11-30, when the profile stopped using them: see
+    docs/slurm.md); the number of ``sbatch`` calls is read from Snakemake's log.
 ``slurm-batch``
     the same with ``visits_per_job=B`` (``--batch``): one job per B visits.
 ``local``, ``local-batch``
@@ -111,7 +112,7 @@ for visit in sys.argv[2:]:
 
 
 def settings(work: Path, per_job: int) -> Path:
-    """The legs' config file (not --config: the Slurm plugin's array submission breaks on it)."""
+    """The legs' config file (not --config: the Slurm plugin's array submission broke on it)."""
     path = work / f"bench-{per_job}.yaml"
     path.write_text(DATA.format(path=work / "results/simulated") + f"visits_per_job: {per_job}\n")
     return path

@@ -115,12 +115,13 @@ def requested_resources(wildcards=None):
 
 
 def visit_job_memory(wildcards, threads, attempt=1):
-    """A processing job's memory (MB): the first attempt's request for its CPUs, twice the last one
-    for each retry, at most visit_jobs.max_mem_mb.
+    """A processing job's memory (MB): the first attempt's request for its CPUs, the last one times
+    visit_jobs.mem_multiplier for each retry, at most visit_jobs.max_mem_mb.
     """
     jobs = config["visit_jobs"]
     first = jobs["mem_mb"] + jobs["mem_mb_per_cpu"] * (threads - 1)
-    return min(first * 2 ** (attempt - 1), max(jobs["max_mem_mb"], first))
+    grown = round(first * jobs["mem_multiplier"] ** (attempt - 1))
+    return min(grown, max(jobs["max_mem_mb"], first))
 
 
 def workflow_files():

@@ -40,8 +40,7 @@ def run_with_bad_data(demo_run, tmp_path, *profile, visits_per_job=1):
     """Run visits 2, 3 and 4 of the bad data set; return (workdir, result, bad files)."""
     truncated, foreign = make_bad_data(demo_run, tmp_path / "data")
     workdir = copy_workflow(tmp_path / "workflow")
-    # a config file, not --config: the Slurm plugin wraps array jobs in
-    # sbatch --wrap="...", and a --config value holding quotes breaks that quoting
+    # a config file, as a user would write for a data source
     overrides = tmp_path / "bad-data.yaml"
     data = {"source": "directory", "path": str(tmp_path / "data")}
     settings = {"data": data, "process_visits": [2, 3, 4], "visits_per_job": visits_per_job}

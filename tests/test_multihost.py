@@ -464,3 +464,7 @@ def test_lost_nodes_and_a_laptop_that_goes_away_lose_nothing(tmp_path):
     attempts = [line.split("|") for line in history.splitlines() if line]
     assert attempts[0][1] == job["node"] and attempts[0][3] == "NODE_FAIL", attempts
     assert attempts[-1][1:] == ["ondemand-st-compute-1", "ondemand", "COMPLETED"], attempts
+    # and no job failed for another's sake: every job's last attempt completed (the plugin's job
+    # arrays, which the profile does not use, failed every other task of the lost one's array)
+    jobs = sacct_nodes(directory)
+    assert set(jobs["state"]) == {"COMPLETED"}, jobs
