@@ -1,12 +1,15 @@
 # Configuration: the schema check, and the constants and parameter helpers that
 # both the data plane (Snakefile) and the control plane (control-plane.smk) use.
 
+import functools
 import sys
 from pathlib import Path
 
+import pandas as pd
 from snakemake.utils import validate
 
 from lsst_on_aws import config as checks
+from lsst_on_aws.accounting import budget as budgets
 from lsst_on_aws_tasks import decam, simcam
 
 
@@ -112,6 +115,41 @@ def requested_resources(wildcards=None):
         "mem_mb": visit_job_memory(None, jobs["cpus"]),
     }
     return out
+
+
+@functools.cache
+def detector_cost():
+    """Core-seconds a detector takes, low and high, with their basis: what the processing jobs'
+    runtime and the pre-flight estimate come from. budget.core_s_per_ccd (auto: the instrument's
+    figures), or what an earlier run's visit jobs took (budget.measured_timings).
+    """
+    settings = config["budget"]
+    measured = settings["measured_timings"]
+    if not measured:
+        pixels = config["simulation"]["detector_pixels"]
+        return budgets.detector_cost(settings["core_s_per_ccd"], INSTRUMENT, pixels)
+    if not Path(measured).is_file():
+        sys.exit(
+            f"Configuration error: budget.measured_timings: {measured} is not a file"
+            " (an earlier run's results/costs/timings.parquet)"
+        )
+    low, high = budgets.measured_core_s_per_ccd(
+        pd.read_parquet(measured),
+        requested_resources(),
+        ccds_per_visit(),
+        "process_batch",
+    )
+    basis = f"{low:.1f}-{high:.1f} core-s per CCD measured in {measured}"
+    return budgets.DetectorCost(low, high, basis)
+
+
+def visit_job_runtime(wildcards, threads, attempt=1):
+    """A processing job's runtime (minutes): its batch's visits' detectors, threads at a time, at
+    the high per-detector figure, with a margin; doubled at each retry (budgets.job_minutes).
+    """
+    visits = len(BATCHES[wildcards.batch])
+    cost = detector_cost().high
+    return budgets.job_minutes(visits, ccds_per_visit(), threads, cost, attempt)
 
 
 def visit_job_memory(wildcards, threads, attempt=1):

@@ -62,6 +62,8 @@ rule cost_tables:
             category="Costs",
             labels={"table": "cost on other instance types"},
         ),
+        # the cheapest type that fits the largest job, beside the configured one
+        recommendation="results/costs/recommendation.json",
     log:
         "logs/costs/cost_tables.log",
     benchmark:

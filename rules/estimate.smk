@@ -18,17 +18,27 @@ rule estimate_cost:
     conda:
         "../envs/workflow.yaml"
     params:
-        ccds=len(PROCESS_VISITS) * ccds_per_visit(),
+        # what runs: the visits, their detectors, and the processing jobs' shape
+        visits=len(PROCESS_VISITS),
         detectors=ccds_per_visit(),
+        visits_per_job=config["visits_per_job"],
+        cpus=config["visit_jobs"]["cpus"],
+        mem_mb=visit_job_memory(None, config["visit_jobs"]["cpus"]),
+        # the per-detector figures the jobs' runtime also comes from
+        cost=lambda wildcards: vars(detector_cost()),
         # only what the price depends on: renaming the cluster reprices nothing
         cluster=cluster_settings(
-            "compute_instance_type", "region", "market", "max_nodes"
+            "compute_instance_type",
+            "head_node_instance_type",
+            "region",
+            "market",
+            "max_nodes",
+            "scaledown_idle_minutes",
+            "shared_storage_gb",
+            "subnet_id",
         ),
         costs=config["costs"],
         budget=config["budget"],
-        requested=requested_resources,
         price_cache=PRICE_CACHE,
-        # the data plane's processing rule, whose jobs a measured timing table is read for
-        processing_rule="process_batch",
     script:
         "../scripts/estimate_cost.py"

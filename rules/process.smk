@@ -47,8 +47,8 @@ rule process_batch:
         "../envs/stack-shell.yaml"
     threads: config["visit_jobs"]["cpus"]
     resources:
-        # per visit: 11.6 s for 4 detectors (profiles/default/ has the figures)
-        runtime=batch_minutes(5, 2),
+        # from the per-detector figures (budget.core_s_per_ccd) and the visits
+        runtime=visit_job_runtime,
         mem_mb=visit_job_memory,
     params:
         repo=REPO,

@@ -58,6 +58,7 @@ def bundle_members():
         "tasks.csv",
     ]
     tables += ["visits.csv", "detectors.csv", "breakdown.csv", "instance_types.csv"]
+    tables += ["recommendation.json"]
     for name in tables:
         members[f"costs/{name}"] = f"results/costs/{name}"
     return members

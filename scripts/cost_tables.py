@@ -1,10 +1,12 @@
 """Snakemake adapter: the run's cost tables (per job, task, visit, detector, category; other instances)."""
 
+import json
+
 import pandas as pd
 
 from lsst_on_aws.accounting import model
 from lsst_on_aws.accounting.prices import PriceError, price_lookup
-from lsst_on_aws.logs import fail, to_log
+from lsst_on_aws.logs import fail, to_log, to_terminal
 
 cluster, settings = snakemake.params.cluster, snakemake.params.costs
 with to_log(snakemake.log[0]) as log:
@@ -28,13 +30,16 @@ with to_log(snakemake.log[0]) as log:
     tasks = model.task_costs(jobs, timings, snakemake.params.processing_rule)
     visits = model.visit_costs(jobs)
     detectors = model.detector_costs(tasks)
-    compared = []
+    compared = [(on_demand, spot)]  # the configured type, beside the others
     for instance_type in settings["compare_instance_types"]:
+        if instance_type == on_demand.instance_type:
+            continue
         try:
             compared.append(prices(instance_type))
         except PriceError as err:  # one unknown type does not stop the others
             log.warning("left out of the comparison: %s", err)
-    others = model.instance_comparison(jobs, compared)
+    others = model.instance_comparison(jobs, compared, configured=on_demand.instance_type)
+    recommendation = model.recommend(others, cluster["market"])
 
     jobs.to_csv(snakemake.output.jobs, index=False)
     tasks.to_csv(snakemake.output.tasks, index=False)
@@ -42,5 +47,10 @@ with to_log(snakemake.log[0]) as log:
     detectors.to_csv(snakemake.output.detectors, index=False)
     breakdown.to_csv(snakemake.output.breakdown, index=False)
     others.to_csv(snakemake.output.instance_types, index=False)
+    with open(snakemake.output.recommendation, "w") as out:
+        json.dump(recommendation, out, indent=2)
+        out.write("\n")
+    log.info("%s", recommendation["summary"])
+    to_terminal(f"Instance types: {recommendation['summary']}")
     log.info("prices: %s (%s, %s); %s (%s)", on_demand, on_demand.source, on_demand.as_of, spot, spot.source)
     log.info("cost by category:\n%s", breakdown.to_string(index=False))

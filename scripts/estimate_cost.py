@@ -2,39 +2,47 @@
 
 import json
 
-import pandas as pd
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 from lsst_on_aws.accounting import budget as budgets
+from lsst_on_aws.accounting import zones
 from lsst_on_aws.accounting.prices import PriceError, price_lookup
 from lsst_on_aws.logs import fail, to_log, to_terminal
 
-cluster, budget, settings = snakemake.params.cluster, snakemake.params.budget, snakemake.params.costs
+params = snakemake.params
+cluster, budget, settings = params.cluster, params.budget, params.costs
 with to_log(snakemake.log[0]) as log:
     try:
-        prices = price_lookup(
-            settings, cluster["region"], snakemake.input.prices, snakemake.params.price_cache
-        )
+        prices = price_lookup(settings, cluster["region"], snakemake.input.prices, params.price_cache)
         on_demand, spot = prices(cluster["compute_instance_type"])
+        head, _ = prices(cluster["head_node_instance_type"])
     except PriceError as err:
-        fail(log, f"Pre-flight estimate: {err} (config keys cluster.compute_instance_type, costs.prices)")
+        fail(log, f"Pre-flight estimate: {err} (config keys cluster.*_instance_type, costs.prices)")
     price = spot if cluster["market"] == "spot" else on_demand
-    per_ccd = tuple(budget["core_s_per_ccd"])
-    basis = f"{per_ccd[0]:g}-{per_ccd[1]:g} core-s per CCD"
-    if per_ccd == budgets.RUBIN_CORE_S_PER_CCD:
-        basis = f"Rubin's published {basis}"
-    if snakemake.input.measured:
-        measured = pd.read_parquet(snakemake.input.measured)
-        requested, detectors = snakemake.params.requested, snakemake.params.detectors
-        rule = snakemake.params.processing_rule
-        per_ccd = budgets.measured_core_s_per_ccd(measured, requested, detectors, rule)
-        basis = f"{per_ccd[0]:.1f}-{per_ccd[1]:.1f} core-s per CCD measured in {snakemake.input.measured}"
-    est = budgets.estimate(snakemake.params.ccds, price, cluster["max_nodes"], per_ccd, basis)
+    work = budgets.Processing(
+        params.visits, params.detectors, params.visits_per_job, params.cpus, params.mem_mb
+    )
+    on = budgets.Cluster(
+        compute=price,
+        head=head,
+        nodes=cluster["max_nodes"],
+        storage_gb=cluster["shared_storage_gb"],
+        storage_usd_per_gb_month=settings["storage_usd_per_gb_month"],
+        scaledown_idle_s=cluster["scaledown_idle_minutes"] * 60,
+    )
+    try:
+        est = budgets.estimate(work, on, budgets.DetectorCost(**params.cost))
+    except budgets.FitError as err:
+        fail(log, f"Pre-flight estimate: {err}")
     record = {
         **est.__dict__,
         "instance_type": price.instance_type,
         "market": price.market,
         "nodes": cluster["max_nodes"],
         "usd_per_hour": price.usd_per_hour,
+        "head_node_instance_type": head.instance_type,
+        "head_node_usd_per_hour": head.usd_per_hour,
         "price_source": price.source,
         "price_as_of": price.as_of,
         "max_usd": budget["max_usd"],
@@ -44,7 +52,17 @@ with to_log(snakemake.log[0]) as log:
         record["decision"] = budgets.check_budget(est, budget["max_usd"], budget["override"])
     except budgets.BudgetError as err:
         fail(log, f"Budget check: {err} (set budget.override: true to go ahead)")
+    if settings["prices"] == "aws" and cluster["market"] == "spot":
+        # advice, not a condition: a failure to read the zones' prices is said, and the run goes on
+        ec2 = boto3.Session().client("ec2", region_name=cluster["region"])
+        try:
+            record["spot_zones"] = zones.cheapest_zone(ec2, price.instance_type, cluster["subnet_id"])
+            to_terminal(f"Spot zones: {record['spot_zones']['summary']}")
+        except (PriceError, BotoCoreError, ClientError) as err:
+            log.warning("no spot price by zone: %s", err)
     log.info("%s", record["decision"])
+    for category, (low, high) in est.breakdown.items():
+        log.info("  %s: $%.4f-$%.4f", category, low, high)
     to_terminal(f"Pre-flight estimate: {record['decision']}")
     with open(snakemake.output.json, "w") as out:
         json.dump(record, out, indent=2)

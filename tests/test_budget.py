@@ -1,16 +1,19 @@
 """The pre-flight budget check through the real ``snakemake`` command.
 
 The estimate rule needs no stack and no data: prices come from the committed
-table, so these run in seconds and contact nothing.
+table, so these run in seconds and contact nothing; with ``costs.prices: aws``,
+from a price cache and moto's server on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
+import boto3
 import pytest
 import yaml
-from conftest import copy_workflow, snakemake
+from conftest import aws_env, copy_workflow, snakemake
 
 ESTIMATE = "results/costs/estimate.json"
 
@@ -48,12 +51,69 @@ def test_estimate_within_budget_names_its_basis_and_price(workdir):
     result = run_estimate(workdir, max_usd=25)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((workdir / ESTIMATE).read_text())
-    # 6 visits x 4 CCDs x 210-315 core-s on 4 nodes of 8 vCPUs at spot, $0.34 x 0.25 per node-hour
-    assert record["ccds"] == 24
-    assert record["basis"] == "Rubin's published 210-315 core-s per CCD"
-    assert record["usd_high"] == pytest.approx(24 * 315 / 32 / 3600 * 4 * 0.085)
+    # 6 visits x 4 SimCam detectors of 512 x 512 pixels, at the figures measured here, as 6 one-CPU
+    # jobs of 1000 MB on one c6i.2xlarge at spot ($0.34 x 0.25 an hour) and a t3.medium head node
+    assert record["ccds"] == 24 and (record["jobs"], record["nodes_used"]) == (6, 1)
+    assert record["basis"].startswith("SimCam's measured 2.2-2.6 core-s per megapixel")
+    assert record["core_s_high"] == pytest.approx(24 * 2.6 * 512**2 / 1e6)
     assert (record["price_source"], record["price_as_of"]) == (
         "table x 0.25 (assumed spot fraction)",
         "2024-06-01",
     )
+    assert record["head_node_instance_type"] == "t3.medium"
+    # the cluster, not only its jobs: a few seconds of work cost far less than the head node
+    # and the idle node around them
+    low = {category: usd[0] for category, usd in record["breakdown"].items()}
+    assert set(low) == {"jobs: process_batch", "idle compute", "head node", "shared storage"}
+    assert low["jobs: process_batch"] < 0.01 * record["usd_low"]
+    assert low["head node"] == pytest.approx(0.0416 * (record["wall_h_low"] + 10 / 60 + 0.5))
+    assert record["usd_high"] == pytest.approx(sum(usd[1] for usd in record["breakdown"].values()))
     assert record["decision"].startswith("within budget")
+
+
+def test_a_job_too_large_for_the_node_type_is_refused_before_anything_runs(workdir):
+    (workdir / "big.yaml").write_text(yaml.safe_dump({"visit_jobs": {"cpus": 16}}))
+    (workdir / ESTIMATE).unlink(missing_ok=True)
+    result = snakemake(workdir, "--cores", "1", "--configfile", "big.yaml", "--", ESTIMATE, timeout=300)
+    assert result.returncode != 0
+    said = "Pre-flight estimate: a processing job (16 CPUs, 8500 MB) does not fit one c6i.2xlarge"
+    assert said in result.stderr
+    assert not (workdir / ESTIMATE).exists()
+
+
+def test_with_aws_prices_the_estimate_names_the_cheapest_spot_zone_and_its_subnet(workdir, moto):
+    """``costs.prices: aws``: the on-demand and spot prices come from the price cache (fresh, so no
+    Pricing API call: moto has none), the zones' spot prices and the configured VPC's subnets from
+    moto's server. Where the emulation stops: moto prices every zone alike, so the cheapest is the
+    first by name (test_costs.py orders real differences through botocore's Stubber).
+    """
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    vpc = ec2.create_vpc(CidrBlock="10.30.0.0/16")["Vpc"]["VpcId"]
+    subnets = {
+        zone: ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=zone)["Subnet"]["SubnetId"]
+        for zone, cidr in (("us-east-1a", "10.30.1.0/24"), ("us-east-1c", "10.30.3.0/24"))
+    }
+    fetched = datetime.now(UTC).isoformat(timespec="seconds")
+    cache = {}
+    for name, vcpu, gib, usd in (("c6i.2xlarge", 8, 16.0, 0.34), ("t3.medium", 2, 4.0, 0.0416)):
+        for market, price in (("on-demand", usd), ("spot", usd / 3)):
+            entry = dict(instance_type=name, region="us-east-1", vcpu=vcpu, memory_gib=gib)
+            entry |= dict(usd_per_hour=price, market=market, source="cache", as_of=fetched[:10])
+            cache[f"us-east-1/{name}/{market}"] = {"fetched": fetched, "price": entry}
+    (workdir / "resources/prices").mkdir(parents=True, exist_ok=True)
+    (workdir / "resources/prices/cache.json").write_text(json.dumps(cache))
+    settings = {"costs": {"prices": "aws"}, "cluster": {"subnet_id": subnets["us-east-1c"]}}
+    (workdir / "aws.yaml").write_text(yaml.safe_dump(settings))
+    (workdir / ESTIMATE).unlink(missing_ok=True)
+    args = ("--cores", "1", "--configfile", "aws.yaml", "--", ESTIMATE)
+    result = snakemake(workdir, *args, timeout=300, env=aws_env(moto))
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((workdir / ESTIMATE).read_text())
+    zones = record["spot_zones"]
+    assert zones["cheapest_zone"] == "us-east-1a" and zones["subnets_there"] == [subnets["us-east-1a"]]
+    said = (
+        f"Spot zones: spot c6i.2xlarge is cheapest in us-east-1a ($0.0000 an hour); the configured"
+        f" subnet {subnets['us-east-1c']} is in us-east-1c, $0.0000; {subnets['us-east-1a']} of {vpc}"
+        " is in us-east-1a (cluster.subnet_id)"
+    )
+    assert said in result.stderr

@@ -1,7 +1,8 @@
 """The cost model with known timing records and known prices: exact dollars.
 
 Prices here come from the committed fallback table, are written out in the
-test, or come from botocore's Stubber; no AWS endpoint is contacted.
+test, or come from botocore's Stubber or moto's server on 127.0.0.1; no AWS
+endpoint is contacted.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 from botocore.stub import Stubber
 from conftest import REPO_ROOT
 
-from lsst_on_aws.accounting import budget, model, prices
+from lsst_on_aws.accounting import budget, model, prices, zones
 
 # the workflow's committed fallback table (rules/config.smk, PRICE_TABLE)
 TABLE = prices.load_price_table(REPO_ROOT / "config/prices/ec2-on-demand-2024-06.csv")
@@ -152,20 +153,127 @@ def test_spot_price_is_the_lowest_zone_with_stubber():
     assert model.job_costs(jobs, price)["usd"].iloc[0] == pytest.approx(0.29)
 
 
+def test_cheapest_spot_zone_and_its_subnet_with_stubber():
+    """The zones' prices through Stubber (moto prices every zone alike): the cheapest zone is named,
+    with the subnet of the configured subnet's VPC that lies in it.
+    """
+    ec2 = fake_client("ec2")
+    history = spot_history(("us-east-1a", "0.3400"), ("us-east-1b", "0.2900"), ("us-east-1c", "0.3100"))
+    with Stubber(ec2) as stub:
+        stub.add_response("describe_spot_price_history", {"SpotPriceHistory": history})
+        stub.add_response(
+            "describe_subnets",
+            {"Subnets": [{"SubnetId": "subnet-1", "VpcId": "vpc-1", "AvailabilityZone": "us-east-1a"}]},
+            {"SubnetIds": ["subnet-1"]},
+        )
+        there = [{"SubnetId": "subnet-2", "VpcId": "vpc-1", "AvailabilityZone": "us-east-1b"}]
+        stub.add_response("describe_subnets", {"Subnets": there})
+        advice = zones.cheapest_zone(ec2, "c6i.8xlarge", "subnet-1")
+    assert [z["zone"] for z in advice["zones"]] == ["us-east-1b", "us-east-1c", "us-east-1a"]
+    assert (advice["cheapest_zone"], advice["subnets_there"]) == ("us-east-1b", ["subnet-2"])
+    assert advice["summary"] == (
+        "spot c6i.8xlarge is cheapest in us-east-1b ($0.2900 an hour); the configured subnet subnet-1"
+        " is in us-east-1a, $0.3400; subnet-2 of vpc-1 is in us-east-1b (cluster.subnet_id)"
+    )
+
+
+def test_spot_zones_and_subnets_from_moto(moto):
+    """The same through moto's server: its spot price history (one price, every zone that offers the
+    type: the tie goes to the first zone by name) and a VPC of its own with subnets in two zones.
+    Where the emulation stops: moto's prices do not differ by zone (the Stubber test above does).
+    """
+    import boto3
+
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    subnets = {
+        zone: ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=zone)["Subnet"]["SubnetId"]
+        for zone, cidr in (("us-east-1a", "10.20.1.0/24"), ("us-east-1b", "10.20.2.0/24"))
+    }
+    advice = zones.cheapest_zone(ec2, "c6i.2xlarge", subnets["us-east-1b"])
+    assert len(advice["zones"]) > 1 and advice["cheapest_zone"] == "us-east-1a"
+    assert (advice["vpc_id"], advice["subnet_zone"]) == (vpc, "us-east-1b")
+    assert advice["subnets_there"] == [subnets["us-east-1a"]]
+    assert f"{subnets['us-east-1a']} of {vpc} is in us-east-1a" in advice["summary"]
+    with pytest.raises(prices.PriceError, match=r"no spot price history for x9\.nothing"):
+        zones.spot_zones(ec2, "x9.nothing")
+
+
+T3_MEDIUM = prices.Price("t3.medium", "us-east-1", 2, 4.0, 0.0416, "on-demand", "table", "2024-06-01")
+RUBIN = budget.DetectorCost(210.0, 315.0, "Rubin's published 210-315 core-s per CCD")
+
+
+def rubin_estimate(visits=250, nodes=2, cpus=1, mem_mb=1000.0):
+    work = budget.Processing(visits=visits, detectors=4, visits_per_job=1, cpus=cpus, mem_mb=mem_mb)
+    cluster = budget.Cluster(C6I_8XL, T3_MEDIUM, nodes, 100.0, 0.08, scaledown_idle_s=600.0)
+    return budget.estimate(work, cluster, RUBIN)
+
+
 def test_preflight_estimate_exact():
-    # 1,000 CCDs x 210-315 core-s over 2 x 32 cores: 0.911-1.367 h; 2 nodes x 1.36 $/h
-    est = budget.estimate(1000, C6I_8XL, nodes=2)
+    """1,000 CCDs (250 visits of 4) at 210-315 core-s on 2 c6i.8xlarge nodes (32 one-CPU jobs each):
+    4 waves of jobs of 10 + 4 x 210 s; the whole cluster paid, not only the jobs.
+    """
+    est = rubin_estimate()
+    assert (est.ccds, est.jobs, est.jobs_per_node, est.nodes_used) == (1000, 250, 32, 2)
     assert est.core_s_low == 210_000
-    assert est.wall_h_low == pytest.approx(210_000 / 64 / 3600)
-    assert est.usd_low == pytest.approx(210_000 / 64 / 3600 * 2 * 1.36)
-    assert est.usd_high == pytest.approx(315_000 / 64 / 3600 * 2 * 1.36)
-    assert est.usd_high == pytest.approx(3.71875)
+    job_h = (10 + 4 * 210) / 3600
+    assert est.wall_h_low == pytest.approx(4 * job_h)
+    low = {category: usd[0] for category, usd in est.breakdown.items()}
+    jobs_usd = 250 * job_h / 32 * 1.36  # a job holds 1 of the node's 32 vCPUs
+    assert low["jobs: process_batch"] == pytest.approx(jobs_usd)
+    # both nodes from the start to the end and their 10 idle minutes, less what the jobs used
+    assert low["idle compute"] == pytest.approx(2 * (4 * job_h + 1 / 6) * 1.36 - jobs_usd)
+    lifetime_h = 4 * job_h + 1 / 6 + 0.5  # and the cluster's set-up
+    assert low["head node"] == pytest.approx(0.0416 * lifetime_h)
+    assert low["shared storage"] == pytest.approx(100 * 0.08 * lifetime_h / 730)
+    assert est.usd_low == pytest.approx(sum(low.values()))
+    assert est.usd_low == pytest.approx(3.1069, abs=1e-4)
+    assert est.usd_high > est.usd_low and est.wall_h_high == pytest.approx(4 * (10 + 4 * 315) / 3600)
+
+
+def test_a_small_run_pays_mostly_for_the_cluster():
+    """One visit: a few seconds of work, but a node's idle time, the head node and the storage."""
+    est = rubin_estimate(visits=1)
+    low = {category: usd[0] for category, usd in est.breakdown.items()}
+    assert est.nodes_used == 1
+    assert low["jobs: process_batch"] < 0.1 * est.usd_low
+    assert low["idle compute"] > low["jobs: process_batch"] and low["head node"] > 0
+
+
+def test_a_job_that_fits_no_node_is_refused():
+    with pytest.raises(budget.FitError, match=r"\(40 CPUs, 1000 MB\) does not fit one c6i.8xlarge node"):
+        rubin_estimate(cpus=40)
+    with pytest.raises(budget.FitError, match=r"does not fit .* 64 GiB"):
+        rubin_estimate(mem_mb=70_000)
+    # memory, not CPUs, can bound the jobs a node holds
+    assert rubin_estimate(mem_mb=16_384).jobs_per_node == 4
+
+
+def test_detector_figures():
+    simcam = budget.detector_cost("auto", "SimCam", 512)
+    mpx = 512**2 / 1e6
+    assert (simcam.low, simcam.high) == pytest.approx((2.2 * mpx, 2.6 * mpx))
+    assert "SimCam's measured 2.2-2.6 core-s per megapixel" in simcam.basis
+    decam = budget.detector_cost("auto", "DECam", 512)
+    assert (decam.low, decam.high, decam.basis) == (210, 315, "Rubin's published 210-315 core-s per CCD")
+    given = budget.detector_cost([100, 150], "DECam", 512)
+    assert (given.low, given.high) == (100, 150) and "budget.core_s_per_ccd" in given.basis
+
+
+def test_job_runtime_grows_with_detectors_visits_and_attempts():
+    # SimCam's default visit: 4 detectors of 0.26 Mpx, one CPU: its start and a minute
+    assert budget.job_minutes(1, 4, 1, 0.68) == 5 + 1
+    assert budget.job_minutes(1, 4, 1, 0.68, attempt=2) == 12
+    # a 62-CCD DECam visit at 315 core-s: 8 CPUs take 8 rounds of detectors, twice over
+    assert budget.job_minutes(1, 62, 8, 315.0) == 5 + 85
+    assert budget.job_minutes(1, 62, 1, 315.0) == 5 + 652
+    assert budget.job_minutes(25, 4, 1, 0.68) == 5 + 11
 
 
 def test_budget_refuses_and_override_passes():
-    est = budget.estimate(1000, C6I_8XL, nodes=2)  # $2.48-$3.72
+    est = rubin_estimate()  # $3.11-$4.56
     assert budget.check_budget(est, max_usd=5.0).startswith("within budget")
-    with pytest.raises(budget.BudgetError, match=r"exceeds the budget: .*\$3\.72, budget \$3\.00"):
+    with pytest.raises(budget.BudgetError, match=r"exceeds the budget: .*\$4\.\d\d, budget \$3\.00"):
         budget.check_budget(est, max_usd=3.0)
     assert budget.check_budget(est, max_usd=3.0, override=True).startswith("OVER BUDGET, overridden")
 
@@ -325,6 +433,37 @@ def test_instance_comparison_from_measured_cpu_and_memory():
     assert table.loc["r6i.large", "usd_on_demand"] == pytest.approx(r6i)
     assert table.loc["r6i.large", "binding_resource"] == "cpu"
     assert table["largest_job_fits"].all()
+    # dollars a visit: the two visits' jobs
+    assert table.loc["r6i.large", "usd_per_visit_on_demand"] == pytest.approx(r6i / 2)
+    assert table.loc["r6i.large", "usd_per_visit_spot"] == pytest.approx(r6i * 0.25 / 2)
+
+
+def test_recommendation_names_the_cheapest_type_that_fits_beside_the_configured_one():
+    jobs = model.run_job_costs(known_timings(), REQUESTED, C6I_2XL, prices.assumed_spot(C6I_2XL))
+    m6i_large = prices.Price("m6i.large", "us-east-1", 2, 8.0, 0.096, "on-demand", "table", "2024-06-01")
+    # a node too small for visit 2's 4 GB, and cheaper than both
+    t3_small = prices.Price("t3.small", "us-east-1", 2, 2.0, 0.0208, "on-demand", "table", "2024-06-01")
+    types = [C6I_2XL, m6i_large, t3_small]
+    table = model.instance_comparison(jobs, [(p, prices.assumed_spot(p)) for p in types], "c6i.2xlarge")
+    assert table.set_index("instance_type")["configured"].to_dict() == {
+        "c6i.2xlarge": True,
+        "m6i.large": False,
+        "t3.small": False,
+    }
+    advice = model.recommend(table, "spot")
+    assert advice["cheapest"]["instance_type"] == "m6i.large"  # t3.small does not fit the largest job
+    assert advice["configured"]["instance_type"] == "c6i.2xlarge"
+    m6i, c6i = advice["cheapest"]["usd_per_visit_spot"], advice["configured"]["usd_per_visit_spot"]
+    assert m6i == pytest.approx(0.096 * 0.25 * (0.1 * 0.5 + 0.5 + 0.5) / 2)
+    assert advice["summary"] == (
+        f"cheapest instance type that fits the largest job: m6i.large, ${m6i:.6f} a visit on spot,"
+        f" against ${c6i:.6f} on the configured c6i.2xlarge ({1 - m6i / c6i:.0%} less)"
+    )
+    alone = model.recommend(table[table["configured"]], "on-demand")
+    assert alone["summary"].endswith("(the configured type)")
+    nothing = model.recommend(table[table["instance_type"] == "t3.small"], "spot")
+    assert nothing["cheapest"] is None
+    assert nothing["summary"] == "no compared instance type fits the largest job"
 
 
 def test_measured_core_seconds_per_ccd_replace_rubins_figures():

@@ -225,6 +225,11 @@ def test_cost_tables_add_up_and_name_their_prices(demo_run):
         "r6i.large",
     }
     assert others["largest_job_fits"].all()
+    assert others.set_index("instance_type")["configured"].to_dict()["c6i.2xlarge"]
+    advice = json.loads((costs / "recommendation.json").read_text())
+    cheapest = others[others["largest_job_fits"]].sort_values("usd_per_visit_spot").iloc[0]
+    assert advice["cheapest"]["instance_type"] == cheapest["instance_type"]
+    assert advice["configured"]["instance_type"] == "c6i.2xlarge"
 
 
 def test_provenance_bundle_holds_every_item(demo_run):

@@ -1,12 +1,20 @@
-"""The pre-flight estimate and the budget check, before anything runs or is created."""
+"""Per-detector figures, what a processing job asks for, and the pre-flight estimate and budget check.
+
+One set of figures, the core-seconds a detector (CCD) takes, sizes both the
+processing jobs' Slurm requests (:func:`job_minutes`) and the estimate of the
+whole run (:func:`estimate`), which prices the cluster, not only its jobs: the
+head node and the shared storage while the cluster lives, and the compute
+nodes' idle time before they scale down.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import pandas as pd
 
-from lsst_on_aws.accounting.model import requested_of
+from lsst_on_aws.accounting.model import node_share, requested_of
 from lsst_on_aws.accounting.prices import Price
 
 
@@ -14,13 +22,100 @@ class BudgetError(RuntimeError):
     """The estimated cost exceeds the budget, and no override was given."""
 
 
-# Rubin's published single-frame processing cost on AWS: 210-315 core-seconds per CCD.
+class FitError(ValueError):
+    """A processing job does not fit one node of the configured instance type."""
+
+
+# Rubin's published single-frame processing cost on AWS: 210-315 core-seconds per CCD
+# (DMTN-137, DMTN-157), for a real instrument's full CCDs.
 RUBIN_CORE_S_PER_CCD = (210.0, 315.0)
+# SimCam's detectors, measured here: the quanta's CPU time a detector of 16 detectors of 1024 and
+# 2048 pixels a side, on 1 and 2 cores (benchmarks/results/visit_parallel-*.json), 2.24-2.58
+# core-seconds a megapixel.
+SIMCAM_CORE_S_PER_MPX = (2.2, 2.6)
+# What a visit costs its job beyond its detectors' quanta (ingest, graph, RUN, export): 8-9 s for
+# SimCam's default visit (11.6 s for 4 detectors of 0.26 Mpx, profiles/default/).
+VISIT_OVERHEAD_S = 10.0
+# A processing job's own start (Slurm, Snakemake, the middleware's imports), in its runtime.
+JOB_START_MINUTES = 5
+# A job's runtime limit is this many times its estimated work at the high figure.
+RUNTIME_MARGIN = 2.0
+# Hours the head node and storage run beyond the processing: the cluster's creation (10-20 min
+# for ParallelCluster), the stack's install and the set-up, the drive's end and the deletion.
+CLUSTER_SETUP_H = 0.5
+
+
+@dataclass(frozen=True)
+class DetectorCost:
+    """Core-seconds one detector takes, low and high, and where the figures come from."""
+
+    low: float
+    high: float
+    basis: str
+
+
+def detector_cost(setting, instrument: str, detector_pixels: int) -> DetectorCost:
+    """The per-detector figures of ``budget.core_s_per_ccd``: ``[low, high]`` as given, or, for
+    ``"auto"``, the instrument's: SimCam's measured per megapixel for its configured detector size,
+    any real instrument Rubin's published per-CCD figures.
+    """
+    if setting != "auto":
+        low, high = (float(v) for v in setting)
+        return DetectorCost(low, high, f"{low:g}-{high:g} core-s per CCD (budget.core_s_per_ccd)")
+    if instrument == "SimCam":
+        mpx = detector_pixels**2 / 1e6
+        low, high = (mpx * c for c in SIMCAM_CORE_S_PER_MPX)
+        basis = (
+            f"SimCam's measured {SIMCAM_CORE_S_PER_MPX[0]:g}-{SIMCAM_CORE_S_PER_MPX[1]:g} core-s per"
+            f" megapixel: {low:.2f}-{high:.2f} core-s per {detector_pixels}x{detector_pixels} detector"
+        )
+        return DetectorCost(low, high, basis)
+    low, high = RUBIN_CORE_S_PER_CCD
+    return DetectorCost(low, high, f"Rubin's published {low:g}-{high:g} core-s per CCD")
+
+
+def job_work_s(visits: int, detectors: int, cpus: int, core_s_per_detector: float) -> float:
+    """Wall seconds a processing job of ``visits`` visits works: each visit's own part, then its
+    detectors ``cpus`` at a time.
+    """
+    return visits * (VISIT_OVERHEAD_S + math.ceil(detectors / cpus) * core_s_per_detector)
+
+
+def job_minutes(visits: int, detectors: int, cpus: int, core_s_per_detector: float, attempt: int = 1) -> int:
+    """A processing job's runtime limit (minutes): its start, and ``RUNTIME_MARGIN`` times its work
+    at ``core_s_per_detector``; doubled at each retry (a job Slurm stopped at its limit gets more).
+    """
+    work = job_work_s(visits, detectors, cpus, core_s_per_detector)
+    return (JOB_START_MINUTES + math.ceil(RUNTIME_MARGIN * work / 60.0)) * 2 ** (attempt - 1)
+
+
+@dataclass(frozen=True)
+class Processing:
+    """What the run processes, and how its jobs are shaped."""
+
+    visits: int
+    detectors: int  # a visit's
+    visits_per_job: int
+    cpus: int  # a job's
+    mem_mb: float  # a job's first request
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The cluster the run would pay for."""
+
+    compute: Price  # of the market the jobs run on
+    head: Price
+    nodes: int  # most compute nodes at once
+    storage_gb: float
+    storage_usd_per_gb_month: float
+    scaledown_idle_s: float
+    setup_h: float = CLUSTER_SETUP_H
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """A pre-flight estimate: wall time and dollars, low and high."""
+    """A pre-flight estimate: wall time and dollars, low and high, and the dollars by category."""
 
     ccds: int
     core_s_low: float
@@ -29,7 +124,12 @@ class Estimate:
     wall_h_high: float
     usd_low: float
     usd_high: float
-    basis: str  # where the per-CCD figure came from
+    basis: str  # where the per-detector figures came from
+    jobs: int = 0
+    jobs_per_node: int = 0
+    nodes_used: int = 0
+    # category -> [low, high] dollars: the jobs, idle compute, head node, shared storage
+    breakdown: dict[str, list[float]] = field(default_factory=dict)
 
     def describe(self) -> str:
         return (
@@ -38,31 +138,64 @@ class Estimate:
         )
 
 
-def estimate(
-    ccds: int,
-    price: Price,
-    nodes: int,
-    core_s_per_ccd: tuple[float, float] = RUBIN_CORE_S_PER_CCD,
-    basis: str = "Rubin's published 210-315 core-s per CCD",
-) -> Estimate:
-    """Wall time and cost of processing ``ccds`` CCDs on ``nodes`` instances priced by ``price``.
+def jobs_per_node(cpus: int, mem_mb: float, node: Price) -> int:
+    """How many processing jobs one node of ``node``'s type holds at once (by CPUs and memory)."""
+    fits = min(node.vcpu // cpus, math.floor(node.memory_gib * 1024 / mem_mb) if mem_mb else node.vcpu)
+    if fits < 1:
+        raise FitError(
+            f"a processing job ({cpus} CPUs, {mem_mb:.0f} MB) does not fit one {node.instance_type}"
+            f" node ({node.vcpu} vCPUs, {node.memory_gib:g} GiB): choose a larger"
+            " cluster.compute_instance_type, or fewer visit_jobs.cpus or less visit_jobs.mem_mb"
+        )
+    return fits
 
-    The work (core-seconds) is spread over every core of every node; the
-    cost is whole nodes for that wall time (a node is paid while it works).
-    Replace ``core_s_per_ccd`` by the project's own measured figure when there is one.
+
+def estimate(work: Processing, cluster: Cluster, cost: DetectorCost) -> Estimate:
+    """Wall time and cost of ``work`` on ``cluster``, at ``cost``'s low and high figures.
+
+    The visits' jobs run ``jobs_per_node`` to a node on at most ``cluster.nodes``
+    nodes, in waves; a job works :func:`job_work_s`. Paid: the jobs' shares of
+    their nodes (as the run's own cost tables charge them); each node used from
+    the start to the end of the processing and its scale-down idle time, of
+    which what the jobs leave is idle compute; the head node and the shared
+    storage over the processing, the idle time and ``cluster.setup_h``.
     """
-    cores = nodes * price.vcpu
-    low, high = (ccds * c for c in core_s_per_ccd)
-    wall_low, wall_high = low / cores / 3600.0, high / cores / 3600.0
+    jobs = math.ceil(work.visits / work.visits_per_job)
+    per_node = jobs_per_node(work.cpus, work.mem_mb, cluster.compute)
+    nodes_used = min(cluster.nodes, math.ceil(jobs / per_node))
+    waves = math.ceil(jobs / (nodes_used * per_node))
+    share = node_share(work.cpus, work.mem_mb, cluster.compute)
+    idle_h = cluster.scaledown_idle_s / 3600.0
+    wall, core_s, parts = [], [], {}
+    for c in (cost.low, cost.high):
+        job_h = job_work_s(work.visits_per_job, work.detectors, work.cpus, c) / 3600.0
+        all_jobs_h = job_work_s(work.visits, work.detectors, work.cpus, c) / 3600.0
+        wall_h = waves * job_h
+        jobs_usd = all_jobs_h * share * cluster.compute.usd_per_hour
+        paid_usd = nodes_used * (wall_h + idle_h) * cluster.compute.usd_per_hour
+        lifetime_h = wall_h + idle_h + cluster.setup_h
+        for category, usd in (
+            ("jobs: process_batch", jobs_usd),
+            ("idle compute", max(0.0, paid_usd - jobs_usd)),
+            ("head node", cluster.head.usd_per_hour * lifetime_h),
+            ("shared storage", cluster.storage_gb * cluster.storage_usd_per_gb_month * lifetime_h / 730.0),
+        ):
+            parts.setdefault(category, []).append(usd)
+        wall.append(wall_h)
+        core_s.append(work.visits * work.detectors * c)
     return Estimate(
-        ccds=ccds,
-        core_s_low=low,
-        core_s_high=high,
-        wall_h_low=wall_low,
-        wall_h_high=wall_high,
-        usd_low=wall_low * nodes * price.usd_per_hour,
-        usd_high=wall_high * nodes * price.usd_per_hour,
-        basis=basis,
+        ccds=work.visits * work.detectors,
+        core_s_low=core_s[0],
+        core_s_high=core_s[1],
+        wall_h_low=wall[0],
+        wall_h_high=wall[1],
+        usd_low=sum(v[0] for v in parts.values()),
+        usd_high=sum(v[1] for v in parts.values()),
+        basis=cost.basis,
+        jobs=jobs,
+        jobs_per_node=per_node,
+        nodes_used=nodes_used,
+        breakdown=parts,
     )
 
 

@@ -217,13 +217,19 @@ def with_cluster_lifetime(
     return pd.concat([out, total], ignore_index=True)
 
 
-def instance_comparison(jobs: pd.DataFrame, prices: list[tuple[Price, Price]]) -> pd.DataFrame:
+def instance_comparison(
+    jobs: pd.DataFrame, prices: list[tuple[Price, Price]], configured: str = ""
+) -> pd.DataFrame:
     """What the jobs would have cost on other instance types, from their measured CPU time and memory.
 
-    Each job needs ``ceil(cpu_s / wall_s)`` cores (at least 1) and its peak
+    Each job needs ``ceil(cpu_s / wall_s)`` cores (at least 1: a job whose
+    detectors ran in parallel needs the cores its speed-up used) and its peak
     RSS, for its measured wall time (the same per-core speed is assumed); it
-    is charged the larger of those shares of the instance.
+    is charged the larger of those shares of the instance. Dollars a visit
+    divide by the visits the jobs processed; ``configured`` marks the run's own
+    instance type.
     """
+    visits = max(1, jobs["visit"].dropna().nunique()) if "visit" in jobs else 1
     cores = (jobs["cpu_s"] / jobs["wall_s"]).fillna(1.0).clip(lower=1.0).apply(math.ceil)
     need = pd.DataFrame({"wall_s": jobs["wall_s"], "cpus": cores, "mem_mb": jobs["max_rss_mb"].fillna(0.0)})
     rows = []
@@ -241,11 +247,57 @@ def instance_comparison(jobs: pd.DataFrame, prices: list[tuple[Price, Price]]) -
                 "binding_resource": "memory" if mem_bound > cpu_bound else "cpu",
                 "usd_on_demand": float(job_costs(need, on_demand)["usd"].sum()),
                 "usd_spot": float(job_costs(need, spot)["usd"].sum()),
+                "configured": on_demand.instance_type == configured,
                 "price_source": on_demand.source,
                 "price_as_of": on_demand.as_of,
             }
         )
-    return pd.DataFrame(rows).sort_values("usd_on_demand").reset_index(drop=True)
+    out = pd.DataFrame(rows)
+    for market in ("on_demand", "spot"):
+        out[f"usd_per_visit_{market}"] = out[f"usd_{market}"] / visits
+    return out.sort_values("usd_on_demand").reset_index(drop=True)
+
+
+def recommend(compared: pd.DataFrame, market: str) -> dict:
+    """The cheapest instance type of ``compared`` (:func:`instance_comparison`) whose node fits the
+    largest job, on ``market``, beside the configured type: each with its dollars a visit.
+    """
+    column = "usd_per_visit_spot" if market == "spot" else "usd_per_visit_on_demand"
+    fitting = compared[compared["largest_job_fits"]].sort_values(column)
+    own = compared[compared["configured"]]
+
+    def described(row) -> dict:
+        return {
+            "instance_type": row["instance_type"],
+            "vcpu": int(row["vcpu"]),
+            "memory_gib": float(row["memory_gib"]),
+            "usd_per_visit_on_demand": float(row["usd_per_visit_on_demand"]),
+            "usd_per_visit_spot": float(row["usd_per_visit_spot"]),
+            "largest_job_fits": bool(row["largest_job_fits"]),
+        }
+
+    out = {
+        "market": market,
+        "cheapest": described(fitting.iloc[0]) if len(fitting) else None,
+        "configured": described(own.iloc[0]) if len(own) else None,
+    }
+    cheapest, configured = out["cheapest"], out["configured"]
+    if cheapest is None:
+        out["summary"] = "no compared instance type fits the largest job"
+    else:
+        out["summary"] = (
+            f"cheapest instance type that fits the largest job: {cheapest['instance_type']},"
+            f" ${cheapest[column]:.6f} a visit on {market}"
+        )
+        if configured is not None and configured["instance_type"] != cheapest["instance_type"]:
+            saving = 1 - cheapest[column] / configured[column] if configured[column] else 0.0
+            out["summary"] += (
+                f", against ${configured[column]:.6f} on the configured {configured['instance_type']}"
+                f" ({saving:.0%} less)"
+            )
+        elif configured is not None:
+            out["summary"] += " (the configured type)"
+    return out
 
 
 def visit_costs(jobs: pd.DataFrame) -> pd.DataFrame:
