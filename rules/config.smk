@@ -77,6 +77,13 @@ SIMULATOR_SOURCES = [
 ]
 
 
+def zone_subnet():
+    """cluster.subnet_id where the spot prices of its zone are compared with the others' (costs.prices:
+    aws), else "": a subnet changes no figure from the price table.
+    """
+    return config["cluster"]["subnet_id"] if config["costs"]["prices"] == "aws" else ""
+
+
 def cluster_settings(*keys):
     """The named cluster.* settings only, as a rule parameter (a change to another reruns nothing)."""
     return {key: config["cluster"][key] for key in keys}

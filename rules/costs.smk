@@ -80,6 +80,8 @@ rule cost_tables:
             "shared_storage_gb",
             "scaledown_idle_minutes",
         ),
+        # the subnet whose zone the spot prices are compared with (costs.prices: aws only)
+        subnet_id=zone_subnet(),
         costs=config["costs"],
         requested=requested_resources,
         price_cache=PRICE_CACHE,

@@ -35,8 +35,9 @@ rule estimate_cost:
             "max_nodes",
             "scaledown_idle_minutes",
             "shared_storage_gb",
-            "subnet_id",
         ),
+        # the subnet whose zone the spot prices are compared with (costs.prices: aws only)
+        subnet_id=zone_subnet(),
         costs=config["costs"],
         budget=config["budget"],
         price_cache=PRICE_CACHE,

@@ -56,7 +56,7 @@ with to_log(snakemake.log[0]) as log:
         # advice, not a condition: a failure to read the zones' prices is said, and the run goes on
         ec2 = boto3.Session().client("ec2", region_name=cluster["region"])
         try:
-            record["spot_zones"] = zones.cheapest_zone(ec2, price.instance_type, cluster["subnet_id"])
+            record["spot_zones"] = zones.cheapest_zone(ec2, price.instance_type, params.subnet_id)
             to_terminal(f"Spot zones: {record['spot_zones']['summary']}")
         except (PriceError, BotoCoreError, ClientError) as err:
             log.warning("no spot price by zone: %s", err)

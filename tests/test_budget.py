@@ -11,6 +11,7 @@ import json
 from datetime import UTC, datetime
 
 import boto3
+import pandas as pd
 import pytest
 import yaml
 from conftest import aws_env, copy_workflow, snakemake
@@ -81,6 +82,22 @@ def test_a_job_too_large_for_the_node_type_is_refused_before_anything_runs(workd
     assert not (workdir / ESTIMATE).exists()
 
 
+def write_price_cache(workdir, table: pd.DataFrame) -> None:
+    """A fresh price cache (resources/prices/cache.json) of the instance types of ``table`` (columns
+    of the committed price table): on demand at its price, spot at a third of it.
+    """
+    fetched = datetime.now(UTC).isoformat(timespec="seconds")
+    cache = {}
+    for row in table.itertuples():
+        for market, usd in (("on-demand", row.usd_per_hour), ("spot", row.usd_per_hour / 3)):
+            price = {"instance_type": row.instance_type, "region": row.region, "vcpu": int(row.vcpu)}
+            price |= {"memory_gib": float(row.memory_gib), "usd_per_hour": usd, "market": market}
+            price |= {"source": "cache", "as_of": fetched[:10]}
+            cache[f"{row.region}/{row.instance_type}/{market}"] = {"fetched": fetched, "price": price}
+    (workdir / "resources/prices").mkdir(parents=True, exist_ok=True)
+    (workdir / "resources/prices/cache.json").write_text(json.dumps(cache))
+
+
 def test_with_aws_prices_the_estimate_names_the_cheapest_spot_zone_and_its_subnet(workdir, moto):
     """``costs.prices: aws``: the on-demand and spot prices come from the price cache (fresh, so no
     Pricing API call: moto has none), the zones' spot prices and the configured VPC's subnets from
@@ -93,15 +110,10 @@ def test_with_aws_prices_the_estimate_names_the_cheapest_spot_zone_and_its_subne
         zone: ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=zone)["Subnet"]["SubnetId"]
         for zone, cidr in (("us-east-1a", "10.30.1.0/24"), ("us-east-1c", "10.30.3.0/24"))
     }
-    fetched = datetime.now(UTC).isoformat(timespec="seconds")
-    cache = {}
-    for name, vcpu, gib, usd in (("c6i.2xlarge", 8, 16.0, 0.34), ("t3.medium", 2, 4.0, 0.0416)):
-        for market, price in (("on-demand", usd), ("spot", usd / 3)):
-            entry = dict(instance_type=name, region="us-east-1", vcpu=vcpu, memory_gib=gib)
-            entry |= dict(usd_per_hour=price, market=market, source="cache", as_of=fetched[:10])
-            cache[f"us-east-1/{name}/{market}"] = {"fetched": fetched, "price": entry}
-    (workdir / "resources/prices").mkdir(parents=True, exist_ok=True)
-    (workdir / "resources/prices/cache.json").write_text(json.dumps(cache))
+    write_price_cache(workdir, pd.DataFrame(
+        [("c6i.2xlarge", "us-east-1", 8, 16.0, 0.34), ("t3.medium", "us-east-1", 2, 4.0, 0.0416)],
+        columns=["instance_type", "region", "vcpu", "memory_gib", "usd_per_hour"],
+    ))  # fmt: skip
     settings = {"costs": {"prices": "aws"}, "cluster": {"subnet_id": subnets["us-east-1c"]}}
     (workdir / "aws.yaml").write_text(yaml.safe_dump(settings))
     (workdir / ESTIMATE).unlink(missing_ok=True)
@@ -117,3 +129,37 @@ def test_with_aws_prices_the_estimate_names_the_cheapest_spot_zone_and_its_subne
         " is in us-east-1a (cluster.subnet_id)"
     )
     assert said in result.stderr
+
+
+def test_with_aws_prices_the_recommendation_names_the_cheapest_types_zone(workdir, moto):
+    """The run's last cost table names the cheapest instance type that fits its largest job and, with
+    ``costs.prices: aws``, that type's cheapest spot zone and the configured VPC's subnet there. The
+    rule alone (``--allowed-rules cost_tables``) over a known timing table (test_costs.py's), the
+    prices from a fresh cache, the zones and subnets from moto's server (every zone priced alike).
+    """
+    from test_costs import known_timings
+
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    vpc = ec2.create_vpc(CidrBlock="10.40.0.0/16")["Vpc"]["VpcId"]
+    subnets = {
+        zone: ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=zone)["Subnet"]["SubnetId"]
+        for zone, cidr in (("us-east-1a", "10.40.1.0/24"), ("us-east-1b", "10.40.2.0/24"))
+    }
+    table = pd.read_csv(workdir / "config/prices/ec2-on-demand-2024-06.csv", comment="#")
+    write_price_cache(workdir, table[table["region"] == "us-east-1"])
+    (workdir / "results/costs").mkdir(parents=True, exist_ok=True)
+    known_timings().to_parquet(workdir / "results/costs/timings.parquet")
+    settings = {"costs": {"prices": "aws"}, "cluster": {"subnet_id": subnets["us-east-1b"]}}
+    (workdir / "aws.yaml").write_text(yaml.safe_dump(settings))
+    target = "results/costs/recommendation.json"
+    args = ("--cores", "1", "--configfile", "aws.yaml", "--allowed-rules", "cost_tables", "--", target)
+    result = snakemake(workdir, *args, timeout=300, env=aws_env(moto))
+    assert result.returncode == 0, result.stderr[-3000:]
+    advice = json.loads((workdir / target).read_text())
+    cheapest = advice["cheapest"]["instance_type"]
+    assert advice["configured"]["instance_type"] == "c6i.2xlarge"
+    assert advice["spot_zones"]["instance_type"] == cheapest
+    assert advice["spot_zones"]["subnets_there"] == [subnets["us-east-1a"]]
+    said = f"Instance types: cheapest instance type that fits the largest job: {cheapest}, $"
+    assert said in result.stderr
+    assert f"; spot {cheapest} is cheapest in us-east-1a" in result.stderr
