@@ -10,6 +10,7 @@ from snakemake.utils import validate
 
 from lsst_on_aws import config as checks
 from lsst_on_aws.accounting import budget as budgets
+from lsst_on_aws.accounting import prices as ec2_prices
 from lsst_on_aws_tasks import decam, simcam
 
 
@@ -116,12 +117,37 @@ def requested_resources(wildcards=None):
             "cpus": value(resources.get("cpus_per_task"), cores),
             "mem_mb": value(resources.get("mem_mb"), 0),
         }
-    jobs = config["visit_jobs"]
-    out["process_batch"] = {
-        "cpus": jobs["cpus"],
-        "mem_mb": visit_job_memory(None, jobs["cpus"]),
-    }
+    cpus = visit_job_shape()["cpus"]
+    out["process_batch"] = {"cpus": cpus, "mem_mb": visit_job_memory(None, cpus)}
     return out
+
+
+@functools.cache
+def visit_job_shape():
+    """A processing job's CPUs, and its memory (MB) with one CPU and for each further CPU:
+    visit_jobs, where auto takes the instrument's figures (budgets.visit_cpus,
+    budgets.detector_memory); the CPUs fit one node of cluster.compute_instance_type when the
+    committed price table knows its size.
+    """
+    jobs, cluster = config["visit_jobs"], config["cluster"]
+    first, per_cpu = budgets.detector_memory(INSTRUMENT)
+    first = first if jobs["mem_mb"] == "auto" else jobs["mem_mb"]
+    per_cpu = per_cpu if jobs["mem_mb_per_cpu"] == "auto" else jobs["mem_mb_per_cpu"]
+    cpus = jobs["cpus"]
+    if cpus == "auto":
+        table = ec2_prices.load_price_table(PRICE_TABLE)
+        try:
+            node = ec2_prices.table_price(
+                cluster["compute_instance_type"], cluster["region"], table
+            )
+        except ec2_prices.PriceError:
+            node = None
+        settings, pixels = config["budget"], config["simulation"]["detector_pixels"]
+        high = budgets.detector_cost(
+            settings["core_s_per_ccd"], INSTRUMENT, pixels
+        ).high
+        cpus = budgets.visit_cpus(ccds_per_visit(), high, first, per_cpu, node)
+    return {"cpus": cpus, "mem_mb": first, "mem_mb_per_cpu": per_cpu}
 
 
 @functools.cache
@@ -163,8 +189,8 @@ def visit_job_memory(wildcards, threads, attempt=1):
     """A processing job's memory (MB): the first attempt's request for its CPUs, the last one times
     visit_jobs.mem_multiplier for each retry, at most visit_jobs.max_mem_mb.
     """
-    jobs = config["visit_jobs"]
-    first = jobs["mem_mb"] + jobs["mem_mb_per_cpu"] * (threads - 1)
+    jobs, shape = config["visit_jobs"], visit_job_shape()
+    first = budgets.job_memory(shape["mem_mb"], shape["mem_mb_per_cpu"], threads)
     grown = round(first * jobs["mem_multiplier"] ** (attempt - 1))
     return min(grown, max(jobs["max_mem_mb"], first))
 

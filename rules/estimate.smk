@@ -22,8 +22,8 @@ rule estimate_cost:
         visits=len(PROCESS_VISITS),
         detectors=ccds_per_visit(),
         visits_per_job=config["visits_per_job"],
-        cpus=config["visit_jobs"]["cpus"],
-        mem_mb=visit_job_memory(None, config["visit_jobs"]["cpus"]),
+        cpus=visit_job_shape()["cpus"],
+        mem_mb=visit_job_memory(None, visit_job_shape()["cpus"]),
         # the per-detector figures the jobs' runtime also comes from
         cost=lambda wildcards: vars(detector_cost()),
         # only what the price depends on: renaming the cluster reprices nothing

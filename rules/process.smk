@@ -45,7 +45,7 @@ rule process_batch:
         "results/benchmarks/batches/{batch}/process_batch.tsv"
     conda:
         "../envs/stack-shell.yaml"
-    threads: config["visit_jobs"]["cpus"]
+    threads: visit_job_shape()["cpus"]
     resources:
         # from the per-detector figures (budget.core_s_per_ccd) and the visits
         runtime=visit_job_runtime,

@@ -270,6 +270,23 @@ def test_job_runtime_grows_with_detectors_visits_and_attempts():
     assert budget.job_minutes(25, 4, 1, 0.68) == 5 + 11
 
 
+def test_automatic_cpus_aim_for_an_hour_a_visit_within_one_node():
+    c6i_2xl = prices.Price("c6i.2xlarge", "us-east-1", 8, 16.0, 0.34, "on-demand", "table", "2024-06-01")
+    r6i_2xl = prices.Price("r6i.2xlarge", "us-east-1", 8, 64.0, 0.504, "on-demand", "table", "2024-06-01")
+    first, per_cpu = budget.detector_memory("DECam")
+    assert (first, per_cpu) == (4500, 4000) and budget.detector_memory("SimCam") == (1000, 500)
+    # DECam's 62 CCDs at 315 core-s: 6 CPUs make an hour; a c6i.2xlarge's 16 GiB hold 3 of them
+    assert budget.visit_cpus(62, 315.0, first, per_cpu, None) == 6
+    assert budget.visit_cpus(62, 315.0, first, per_cpu, c6i_2xl) == 3
+    assert budget.job_memory(first, per_cpu, 3) == 12_500 <= 16 * 1024
+    assert budget.visit_cpus(62, 315.0, first, per_cpu, r6i_2xl) == 6
+    # LSSTCam's 189: 17 CPUs for the hour, but a node of 8 vCPUs
+    assert budget.visit_cpus(189, 315.0, first, per_cpu, r6i_2xl) == 8
+    # SimCam's 4 small detectors: one CPU; never more CPUs than detectors
+    assert budget.visit_cpus(4, 0.68, 1000, 500, c6i_2xl) == 1
+    assert budget.visit_cpus(2, 5000.0, 1000, 500, c6i_2xl) == 2
+
+
 def test_budget_refuses_and_override_passes():
     est = rubin_estimate()  # $3.11-$4.56
     assert budget.check_budget(est, max_usd=5.0).startswith("within budget")

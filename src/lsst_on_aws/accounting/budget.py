@@ -40,6 +40,15 @@ VISIT_OVERHEAD_S = 10.0
 JOB_START_MINUTES = 5
 # A job's runtime limit is this many times its estimated work at the high figure.
 RUNTIME_MARGIN = 2.0
+# Memory (MB) of a processing job's first detector (with the job's middleware), and of each further
+# detector in flight. SimCam: measured 315 MB and about 100 MB for 512x512-pixel detectors
+# (profiles/default/), with a margin. A real instrument's: Rubin's LSSTCam DRP requests 4000 MB
+# for calibrateImage, the 95th percentile of a month of processing (drp_pipe's
+# bps/resources/LSSTCam/DRP.yaml), and 500 MB for the job's own middleware.
+SIMCAM_MEMORY_MB = (1000, 500)
+RUBIN_MEMORY_MB = (4500, 4000)
+# An automatic CPU count aims for a visit's detectors to take at most this long at the high figure.
+VISIT_TARGET_S = 3600.0
 # Hours the head node and storage run beyond the processing: the cluster's creation (10-20 min
 # for ParallelCluster), the stack's install and the set-up, the drive's end and the deletion.
 CLUSTER_SETUP_H = 0.5
@@ -72,6 +81,31 @@ def detector_cost(setting, instrument: str, detector_pixels: int) -> DetectorCos
         return DetectorCost(low, high, basis)
     low, high = RUBIN_CORE_S_PER_CCD
     return DetectorCost(low, high, f"Rubin's published {low:g}-{high:g} core-s per CCD")
+
+
+def detector_memory(instrument: str) -> tuple[int, int]:
+    """Memory (MB) of a processing job with one CPU, and of each further CPU, for ``instrument``."""
+    return SIMCAM_MEMORY_MB if instrument == "SimCam" else RUBIN_MEMORY_MB
+
+
+def job_memory(first_mb: float, per_cpu_mb: float, cpus: int) -> float:
+    """A processing job's first memory request (MB) with ``cpus`` CPUs."""
+    return first_mb + per_cpu_mb * (cpus - 1)
+
+
+def visit_cpus(
+    detectors: int, core_s_per_detector: float, first_mb: float, per_cpu_mb: float, node: Price | None
+) -> int:
+    """CPUs for a processing job when ``visit_jobs.cpus`` is auto: enough for a visit's detectors to
+    take at most ``VISIT_TARGET_S`` at ``core_s_per_detector`` (a long job on a spot node is more
+    likely to be reclaimed), no more than its detectors, and within one ``node`` (its vCPUs, and its
+    memory at ``first_mb`` plus ``per_cpu_mb`` a further CPU; no limit without a known node).
+    """
+    cpus = max(1, min(detectors, math.ceil(detectors * core_s_per_detector / VISIT_TARGET_S)))
+    if node is not None:
+        by_memory = 1 + math.floor((node.memory_gib * 1024 - first_mb) / per_cpu_mb) if per_cpu_mb else cpus
+        cpus = max(1, min(cpus, node.vcpu, by_memory))
+    return cpus
 
 
 def job_work_s(visits: int, detectors: int, cpus: int, core_s_per_detector: float) -> float:
