@@ -7,11 +7,12 @@
 # and the resolved pipeline are paid once per batch; lsst_on_aws_tasks.executor).
 # One job and one declared output per batch, whatever its size, keeps the job
 # graph, and so every plan, small at survey scale.
-# A visit's detectors run visit_jobs.cpus at a time (the rule's threads). A
-# retry (or a rerun after an interruption) resumes each visit: its RUN keeps
-# the quanta an earlier attempt of the same inputs, configs and software
-# finished; a RUN of other inputs is removed first. Each retry asks for more
-# memory (visit_jobs.mem_multiplier, visit_job_memory). A visit whose data cannot be processed (a
+# A visit's detectors run visit_jobs.cpus at a time (the rule's threads;
+# visit_job_shape). A retry (or a rerun after an interruption) resumes each
+# visit: its RUN keeps the quanta an earlier attempt of the same inputs,
+# configs and software finished; a RUN of other inputs is removed first. Each
+# retry asks for more memory and time (visit_job_memory, visit_job_runtime).
+# A visit whose data cannot be processed (a
 # bad raw file, no sources) gets a summary.json saying "status": "failed" and
 # why, and the batch, the other visits and the summary go on; any other
 # failure fails the batch's job, and retries apply to the whole batch.
