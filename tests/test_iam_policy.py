@@ -2,7 +2,7 @@
 
 Every request to moto's server is recorded (moto's own recorder) while the
 workflow's AWS code runs: the credentials check, the instance-type check,
-pcluster's dry run (a subprocess: its calls are recorded too), spot prices,
+pcluster's dry run (a subprocess: its calls are recorded too), spot prices (and by zone),
 the bill, the budget alarm, and the lifecycle's describe, adoption and
 delete of a pcluster-shaped cluster (see test_lifecycle), the buckets and
 retained storage checked before a cluster is created, and the deletion of
@@ -24,7 +24,7 @@ import yaml
 from conftest import REPO_ROOT, moto_recording
 from test_lifecycle import NAME, TARGETS, pcluster_shaped_cluster
 
-from lsst_on_aws.accounting import bill, prices
+from lsst_on_aws.accounting import bill, prices, zones
 from lsst_on_aws.cloud import (
     bootstrap,
     budgets,
@@ -88,6 +88,7 @@ def test_policy_allows_exactly_what_the_workflow_calls(moto, moto_account, tmp_p
         with contextlib.suppress(prices.PriceError):  # moto may have no history: the call is what counts
             table = prices.load_price_table(REPO_ROOT / "config/prices/ec2-on-demand-2024-06.csv")
             prices.spot_price(session.client("ec2"), prices.table_price("c6i.2xlarge", "us-east-1", table))
+        zones.cheapest_zone(session.client("ec2"), "c6i.2xlarge", doc["HeadNode"]["Networking"]["SubnetId"])
         tag = ("lsst-on-aws:cluster", "lsst-on-aws")
         bill.actual_bill(session.client("ce"), *tag, "2026-11-25", "2026-11-27")
         budgets.budget_alarm(
