@@ -290,7 +290,8 @@ def test_automatic_cpus_aim_for_an_hour_a_visit_within_one_node():
 def test_budget_refuses_and_override_passes():
     est = rubin_estimate()  # $3.11-$4.56
     assert budget.check_budget(est, max_usd=5.0).startswith("within budget")
-    with pytest.raises(budget.BudgetError, match=r"exceeds the budget: .*\$4\.\d\d, budget \$3\.00"):
+    said = r"exceeds the budget: .*\$4\.\d\d for the cluster, budget \$3\.00"
+    with pytest.raises(budget.BudgetError, match=said):
         budget.check_budget(est, max_usd=3.0)
     assert budget.check_budget(est, max_usd=3.0, override=True).startswith("OVER BUDGET, overridden")
 

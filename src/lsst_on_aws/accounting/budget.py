@@ -166,9 +166,13 @@ class Estimate:
     breakdown: dict[str, list[float]] = field(default_factory=dict)
 
     def describe(self) -> str:
+        if self.wall_h_high < 1:
+            wall = f"{self.wall_h_low * 60:.1f}-{self.wall_h_high * 60:.1f} min"
+        else:
+            wall = f"{self.wall_h_low:.2f}-{self.wall_h_high:.2f} h"
         return (
-            f"{self.ccds} CCDs at {self.basis}: {self.wall_h_low:.2f}-{self.wall_h_high:.2f} h of"
-            f" wall time, ${self.usd_low:.2f}-${self.usd_high:.2f}"
+            f"{self.ccds} CCDs at {self.basis}: {wall} of processing,"
+            f" ${self.usd_low:.2f}-${self.usd_high:.2f} for the cluster"
         )
 
 
