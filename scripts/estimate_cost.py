@@ -16,9 +16,16 @@ with to_log(snakemake.log[0]) as log:
     try:
         prices = price_lookup(settings, cluster["region"], snakemake.input.prices, params.price_cache)
         on_demand, spot = prices(cluster["compute_instance_type"])
+    except PriceError as err:
+        fail(log, f"Pre-flight estimate: {err} (config keys cluster.compute_instance_type, costs.prices)")
+    try:
         head, _ = prices(cluster["head_node_instance_type"])
     except PriceError as err:
-        fail(log, f"Pre-flight estimate: {err} (config keys cluster.*_instance_type, costs.prices)")
+        # a small part of the cost: said, left out, and the type checked by the cluster's validation
+        head = None
+        said = f"Pre-flight estimate: {err}: the head node is left out of the estimate"
+        log.warning("%s", said)
+        to_terminal(f"{said} (config keys cluster.head_node_instance_type, costs.prices)")
     price = spot if cluster["market"] == "spot" else on_demand
     work = budgets.Processing(
         params.visits, params.detectors, params.visits_per_job, params.cpus, params.mem_mb
@@ -41,8 +48,8 @@ with to_log(snakemake.log[0]) as log:
         "market": price.market,
         "nodes": cluster["max_nodes"],
         "usd_per_hour": price.usd_per_hour,
-        "head_node_instance_type": head.instance_type,
-        "head_node_usd_per_hour": head.usd_per_hour,
+        "head_node_instance_type": cluster["head_node_instance_type"],
+        "head_node_usd_per_hour": head.usd_per_hour if head else None,
         "price_source": price.source,
         "price_as_of": price.as_of,
         "max_usd": budget["max_usd"],

@@ -240,6 +240,14 @@ def test_a_small_run_pays_mostly_for_the_cluster():
     assert low["idle compute"] > low["jobs: process_batch"] and low["head node"] > 0
 
 
+def test_a_head_node_without_a_price_is_left_out():
+    work = budget.Processing(visits=250, detectors=4, visits_per_job=1, cpus=1, mem_mb=1000.0)
+    cluster = budget.Cluster(C6I_8XL, None, 2, 100.0, 0.08, scaledown_idle_s=600.0)
+    est = budget.estimate(work, cluster, RUBIN)
+    assert "head node" not in est.breakdown
+    assert est.usd_low == pytest.approx(rubin_estimate().usd_low - rubin_estimate().breakdown["head node"][0])
+
+
 def test_a_job_that_fits_no_node_is_refused():
     with pytest.raises(budget.FitError, match=r"\(40 CPUs, 1000 MB\) does not fit one c6i.8xlarge node"):
         rubin_estimate(cpus=40)

@@ -139,7 +139,7 @@ class Cluster:
     """The cluster the run would pay for."""
 
     compute: Price  # of the market the jobs run on
-    head: Price
+    head: Price | None  # None: no price known, left out
     nodes: int  # most compute nodes at once
     storage_gb: float
     storage_usd_per_gb_month: float
@@ -212,13 +212,15 @@ def estimate(work: Processing, cluster: Cluster, cost: DetectorCost) -> Estimate
         jobs_usd = all_jobs_h * share * cluster.compute.usd_per_hour
         paid_usd = nodes_used * (wall_h + idle_h) * cluster.compute.usd_per_hour
         lifetime_h = wall_h + idle_h + cluster.setup_h
-        for category, usd in (
+        costs = [
             ("jobs: process_batch", jobs_usd),
             ("idle compute", max(0.0, paid_usd - jobs_usd)),
-            ("head node", cluster.head.usd_per_hour * lifetime_h),
+            ("head node", cluster.head.usd_per_hour * lifetime_h if cluster.head else None),
             ("shared storage", cluster.storage_gb * cluster.storage_usd_per_gb_month * lifetime_h / 730.0),
-        ):
-            parts.setdefault(category, []).append(usd)
+        ]
+        for category, usd in costs:
+            if usd is not None:
+                parts.setdefault(category, []).append(usd)
         wall.append(wall_h)
         core_s.append(work.visits * work.detectors * c)
     return Estimate(
