@@ -485,6 +485,11 @@ def test_recommendation_names_the_cheapest_type_that_fits_beside_the_configured_
         f"cheapest instance type that fits the largest job: m6i.large, ${m6i:.6f} a visit on spot,"
         f" against ${c6i:.6f} on the configured c6i.2xlarge ({1 - m6i / c6i:.0%} less)"
     )
+    # a type as cheap as the configured one does not displace it
+    twin = table[table["configured"]].assign(instance_type="c6i.twin", configured=False)
+    assert model.recommend(pd.concat([twin, table]), "spot")["cheapest"]["instance_type"] == "m6i.large"
+    tie = pd.concat([twin, table[table["instance_type"] != "m6i.large"]])
+    assert model.recommend(tie, "spot")["cheapest"]["instance_type"] == "c6i.2xlarge"
     alone = model.recommend(table[table["configured"]], "on-demand")
     assert alone["summary"].endswith("(the configured type)")
     nothing = model.recommend(table[table["instance_type"] == "t3.small"], "spot")

@@ -263,7 +263,9 @@ def recommend(compared: pd.DataFrame, market: str) -> dict:
     largest job, on ``market``, beside the configured type: each with its dollars a visit.
     """
     column = "usd_per_visit_spot" if market == "spot" else "usd_per_visit_on_demand"
-    fitting = compared[compared["largest_job_fits"]].sort_values(column)
+    # at a tie (the same price per vCPU), the configured type: no change is no worse
+    fitting = compared[compared["largest_job_fits"]].assign(other=lambda t: ~t["configured"])
+    fitting = fitting.sort_values([column, "other"], kind="stable")
     own = compared[compared["configured"]]
 
     def described(row) -> dict:
