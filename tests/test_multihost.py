@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tarfile
@@ -88,8 +89,26 @@ def shared(path: str) -> Path:
     return CLUSTER_DIR / "shared" / Path(path).relative_to("/shared")
 
 
+# folders of earlier test runs kept on the cluster's shared folder, for their logs (as pytest keeps
+# its last temporary folders): each holds a venv and a stack, about 2 GB
+KEEP_RUNS = 4
+
+
+def prune_earlier_runs() -> None:
+    """Remove all but the newest ``KEEP_RUNS`` run folders (and their homes) under /shared/tests."""
+    tests = CLUSTER_DIR / "shared/tests"
+    if not tests.is_dir():
+        return
+    runs = [p for p in tests.iterdir() if not p.name.endswith("-home")]
+    runs.sort(key=lambda p: p.stat().st_mtime)
+    for old in runs[:-KEEP_RUNS]:
+        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(tests / f"{old.name}-home", ignore_errors=True)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def cluster_up():
+    prune_earlier_runs()
     if cluster("status", check=False).returncode != 0:
         # a node lost by an earlier test boots again
         started = cluster("start", check=False, timeout=600)
