@@ -408,9 +408,10 @@ def test_lost_nodes_and_a_laptop_that_goes_away_lose_nothing(tmp_path):
     """
     local = copy_workflow(tmp_path / "laptop")
     name = f"away-{uuid.uuid4().hex[:8]}"
-    # four visits, so that the run outlasts all of it (by minutes: after the loss, one node runs
-    # them all); a reconnect budget of 15 s instead of 10 min
-    visits = [1, 2, 3, 4]
+    # six visits, so that the run outlasts all of it: after the loss one node of two CPUs runs them
+    # all, in three rounds, while the laptop's three ends take 1-2 min (with four the run once
+    # ended first); a reconnect budget of 15 s instead of 10 min
+    visits = [1, 2, 3, 4, 5, 6]
     config = multihost_config(tmp_path, name, visits=visits, reconnect_minutes=0.25)
     directory = f"/shared/tests/{name}"
     state = shared(directory) / ".lsst-on-aws"
