@@ -142,12 +142,15 @@ def visit_job_shape():
             )
         except ec2_prices.PriceError:
             node = None
-        settings, pixels = config["budget"], config["simulation"]["detector_pixels"]
-        high = budgets.detector_cost(
-            settings["core_s_per_ccd"], INSTRUMENT, pixels
-        ).high
+        high = configured_detector_cost().high
         cpus = budgets.visit_cpus(ccds_per_visit(), high, first, per_cpu, node)
     return {"cpus": cpus, "mem_mb": first, "mem_mb_per_cpu": per_cpu}
+
+
+def configured_detector_cost():
+    """The per-detector figures of budget.core_s_per_ccd (auto: the instrument's), not measured."""
+    pixels = config["simulation"]["detector_pixels"]
+    return budgets.detector_cost(config["budget"]["core_s_per_ccd"], INSTRUMENT, pixels)
 
 
 @functools.cache
@@ -159,8 +162,7 @@ def detector_cost():
     settings = config["budget"]
     measured = settings["measured_timings"]
     if not measured:
-        pixels = config["simulation"]["detector_pixels"]
-        return budgets.detector_cost(settings["core_s_per_ccd"], INSTRUMENT, pixels)
+        return configured_detector_cost()
     if not Path(measured).is_file():
         sys.exit(
             f"Configuration error: budget.measured_timings: {measured} is not a file"
