@@ -294,13 +294,17 @@ head_up() {
 		echo $! >"$DIR/run/head.pid"
 		wait_until 10 ours "$DIR/run/head.pid" sleep || die "the head node did not boot: $(cat "$DIR/log/head-boot.log")"
 	fi
-	running "$DIR/head/munge-run/munged.pid" munged || on head runuser -u munge -- /usr/sbin/munged
+	# ours, not running: after a restart of this machine a stale pid file can name a host daemon
+	if ! ours "$DIR/head/munge-run/munged.pid" munged >/dev/null; then
+		rm -f "$DIR/head/munge-run/munged.pid" "$DIR"/head/munge-run/munge.socket.2*
+		on head runuser -u munge -- /usr/sbin/munged
+	fi
 	wait_until 20 on head bash -c 'munge -n | unmunge' || die "munge does not answer on the head node"
 	local db=$DIR/head/mysql run=$DIR/head/mysql-run
 	mkdir -p "$db" "$run"
 	chown mysql:mysql "$db" "$run"
 	[ -d "$db/mysql" ] || mariadb-install-db --no-defaults --user=mysql --datadir="$db" >"$DIR/log/mariadb-install.log" 2>&1
-	if ! running "$run/mysqld.pid" mariadbd; then
+	if ! ours "$run/mysqld.pid" mariadbd >/dev/null; then
 		on head nohup mariadbd --no-defaults --user=mysql --datadir="$db" --socket="$run/mysqld.sock" \
 			--pid-file="$run/mysqld.pid" --port=7306 --bind-address=127.0.0.1 --skip-name-resolve \
 			--log-error="$DIR/log/mariadb.log" </dev/null >/dev/null 2>&1 &
@@ -309,16 +313,16 @@ head_up() {
 	mariadb --no-defaults --socket="$run/mysqld.sock" -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db;
 		CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY 'slurm';
 		GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
-	running "$DIR/run/slurmdbd.pid" slurmdbd || on head slurmdbd
+	ours "$DIR/run/slurmdbd.pid" slurmdbd >/dev/null || on head slurmdbd
 	wait_until 60 on head sacctmgr -n list cluster || die "slurmdbd: see $DIR/log/slurmdbd.log"
 	on head sacctmgr -n -P list cluster format=cluster | grep -qx lsstcluster || on head sacctmgr -i add cluster lsstcluster >/dev/null
 	on head sacctmgr -n -P list account format=account | grep -qx lsst ||
 		on head sacctmgr -i add account lsst Cluster=lsstcluster Description=tests Organization=tests >/dev/null
 	on head sacctmgr -n -P list assoc user=root account=lsst format=user | grep -qx root ||
 		on head sacctmgr -i add user root Account=lsst DefaultAccount=lsst Cluster=lsstcluster >/dev/null
-	running "$DIR/run/slurmctld.pid" slurmctld || on head slurmctld
+	ours "$DIR/run/slurmctld.pid" slurmctld >/dev/null || on head slurmctld
 	mkdir -p /run/sshd
-	running "$DIR/run/sshd.pid" sshd || on head /usr/sbin/sshd -f "$DIR/ssh/sshd_config" -E "$DIR/log/sshd.log"
+	ours "$DIR/run/sshd.pid" sshd >/dev/null || on head /usr/sbin/sshd -f "$DIR/ssh/sshd_config" -E "$DIR/log/sshd.log"
 	# OnNodeConfigured of the head node; no internet here: the downloads come from the mirror
 	printf 'cfn_node_type=HeadNode\ncfn_cluster_user=root\n' >"$DIR/head/cfnconfig"
 	# shellcheck disable=SC2086  # BOOTSTRAP_ARGS are words

@@ -16,6 +16,13 @@ running() {
 	[ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ]
 }
 
+# running_here <pidfile> <command name>: as running, and the process is in this network namespace.
+# A pid file left by an earlier boot of the machine can name a pid now reused by the same daemon
+# of another namespace (the local cluster's head node runs its own munged, slurmctld, sshd).
+running_here() {
+	running "$1" "$2" && [ "$(readlink /proc/"$(cat "$1")"/ns/net)" = "$(readlink /proc/self/ns/net)" ]
+}
+
 # wait_until <seconds> <command...>
 wait_until() {
 	local deadline=$(($(date +%s) + $1))
@@ -48,7 +55,7 @@ install_packages() {
 # stop_daemon <pidfile> <command name>
 stop_daemon() {
 	local pid
-	if running "$1" "$2"; then
+	if running_here "$1" "$2"; then
 		pid=$(cat "$1")
 		kill "$pid"
 		wait_until 30 bash -c "! kill -0 $pid" || kill -9 "$pid"

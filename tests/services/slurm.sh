@@ -32,7 +32,7 @@ start_munge() {
 	[ -s /etc/munge/munge.key ] || dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
 	chown munge:munge /etc/munge/munge.key /run/munge /var/log/munge /var/lib/munge
 	chmod 400 /etc/munge/munge.key
-	if ! running /run/munge/munged.pid munged; then
+	if ! running_here /run/munge/munged.pid munged; then
 		rm -f /run/munge/munged.pid /run/munge/munge.socket.2*
 		runuser -u munge -- /usr/sbin/munged
 	fi
@@ -128,7 +128,7 @@ StorageUser=slurm
 StoragePass=slurm
 EOF
 	chmod 600 /etc/slurm/slurmdbd.conf
-	running "$DIR/slurmdbd.pid" slurmdbd || /usr/sbin/slurmdbd
+	running_here "$DIR/slurmdbd.pid" slurmdbd || /usr/sbin/slurmdbd
 	wait_until 60 sacctmgr -n list cluster || die "slurmdbd does not answer; see $DIR/log/slurmdbd.log"
 	sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER" ||
 		sacctmgr -i add cluster "$CLUSTER" >/dev/null
@@ -153,8 +153,8 @@ start() {
 		stop_daemon "$DIR/slurmd.pid" slurmd
 		stop_daemon "$DIR/slurmctld.pid" slurmctld
 	fi
-	running "$DIR/slurmctld.pid" slurmctld || /usr/sbin/slurmctld
-	running "$DIR/slurmd.pid" slurmd || /usr/sbin/slurmd -N "$NODE"
+	running_here "$DIR/slurmctld.pid" slurmctld || /usr/sbin/slurmctld
+	running_here "$DIR/slurmd.pid" slurmd || /usr/sbin/slurmd -N "$NODE"
 	local deadline=$((SECONDS + 120)) state
 	while :; do
 		state=$(node_state || true)

@@ -45,7 +45,7 @@ start() {
 	[ "$(id -u)" = 0 ] || die "must run as root"
 	install_packages openssh-server openssh-client rsync
 	write_files
-	running "$DIR/sshd.pid" sshd || /usr/sbin/sshd -f "$DIR/sshd_config" -E "$DIR/sshd.log"
+	running_here "$DIR/sshd.pid" sshd || /usr/sbin/sshd -f "$DIR/sshd_config" -E "$DIR/sshd.log"
 	wait_until 30 answers || die "ssh to 127.0.0.1:$PORT does not answer; see $DIR/sshd.log"
 	say "up: ssh -F $DIR/ssh_config $HOST_ALIAS"
 }
