@@ -2,9 +2,7 @@
 
 import json
 
-import boto3
 import pandas as pd
-from botocore.exceptions import BotoCoreError, ClientError
 
 from lsst_on_aws.accounting import model, zones
 from lsst_on_aws.accounting.prices import PriceError, price_lookup
@@ -43,15 +41,11 @@ with to_log(snakemake.log[0]) as log:
     others = model.instance_comparison(jobs, compared, configured=on_demand.instance_type)
     recommendation = model.recommend(others, cluster["market"])
     if settings["prices"] == "aws" and cluster["market"] == "spot" and recommendation["cheapest"]:
-        # advice, not a condition: a failure to read the zones' prices is said, and the run goes on
-        ec2 = boto3.Session().client("ec2", region_name=cluster["region"])
         cheapest = recommendation["cheapest"]["instance_type"]
-        try:
-            where = zones.cheapest_zone(ec2, cheapest, snakemake.params.subnet_id)
+        where = zones.zone_advice(cluster["region"], cheapest, snakemake.params.subnet_id, log)
+        if where:
             recommendation["spot_zones"] = where
             recommendation["summary"] += f"; {where['summary']}"
-        except (PriceError, BotoCoreError, ClientError) as err:
-            log.warning("no spot price by zone for %s: %s", cheapest, err)
 
     jobs.to_csv(snakemake.output.jobs, index=False)
     tasks.to_csv(snakemake.output.tasks, index=False)

@@ -2,9 +2,6 @@
 
 import json
 
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError
-
 from lsst_on_aws.accounting import budget as budgets
 from lsst_on_aws.accounting import zones
 from lsst_on_aws.accounting.prices import PriceError, price_lookup
@@ -60,13 +57,10 @@ with to_log(snakemake.log[0]) as log:
     except budgets.BudgetError as err:
         fail(log, f"Budget check: {err} (set budget.override: true to go ahead)")
     if settings["prices"] == "aws" and cluster["market"] == "spot":
-        # advice, not a condition: a failure to read the zones' prices is said, and the run goes on
-        ec2 = boto3.Session().client("ec2", region_name=cluster["region"])
-        try:
-            record["spot_zones"] = zones.cheapest_zone(ec2, price.instance_type, params.subnet_id)
-            to_terminal(f"Spot zones: {record['spot_zones']['summary']}")
-        except (PriceError, BotoCoreError, ClientError) as err:
-            log.warning("no spot price by zone: %s", err)
+        where = zones.zone_advice(cluster["region"], price.instance_type, params.subnet_id, log)
+        if where:
+            record["spot_zones"] = where
+            to_terminal(f"Spot zones: {where['summary']}")
     log.info("%s", record["decision"])
     for category, (low, high) in est.breakdown.items():
         log.info("  %s: $%.4f-$%.4f", category, low, high)

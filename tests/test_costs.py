@@ -8,6 +8,7 @@ endpoint is contacted.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 
 import boto3
@@ -197,6 +198,20 @@ def test_spot_zones_and_subnets_from_moto(moto):
     assert f"{subnets['us-east-1a']} of {vpc} is in us-east-1a" in advice["summary"]
     with pytest.raises(prices.PriceError, match=r"no spot price history for x9\.nothing"):
         zones.spot_zones(ec2, "x9.nothing")
+
+
+def test_zone_advice_is_advice(moto, caplog):
+    """The rules' entry: the advice from moto's server; an unpriced type, or a subnet the VPC does not
+    have, a warning and no advice, not a failure.
+    """
+    log = logging.getLogger("test_zone_advice")
+    assert zones.zone_advice("us-east-1", "c6i.2xlarge", "", log)["cheapest_zone"] == "us-east-1a"
+    with caplog.at_level(logging.WARNING):
+        assert zones.zone_advice("us-east-1", "x9.nothing", "", log) is None
+        assert zones.zone_advice("us-east-1", "c6i.2xlarge", "subnet-0000000000", log) is None
+    warnings = [r.getMessage() for r in caplog.records]
+    assert "no spot price by zone for x9.nothing: no spot price history for x9.nothing" in warnings
+    assert any("c6i.2xlarge" in w and "subnet-0000000000" in w for w in warnings), warnings
 
 
 T3_MEDIUM = prices.Price("t3.medium", "us-east-1", 2, 4.0, 0.0416, "on-demand", "table", "2024-06-01")

@@ -7,7 +7,11 @@ differs between zones is a choice of subnet (``cluster.subnet_id``).
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 from lsst_on_aws.accounting.prices import PriceError
 
@@ -65,3 +69,15 @@ def cheapest_zone(ec2, instance_type: str, subnet_id: str = "") -> dict:
                 summary += f"; no subnet of {vpc} is in {best['zone']}"
     out["summary"] = summary
     return out
+
+
+def zone_advice(region: str, instance_type: str, subnet_id: str, log: logging.Logger) -> dict | None:
+    """:func:`cheapest_zone` in ``region``, as advice, not a condition: a failure to read the zones'
+    prices or subnets is logged as a warning, and gives None.
+    """
+    ec2 = boto3.Session().client("ec2", region_name=region)
+    try:
+        return cheapest_zone(ec2, instance_type, subnet_id)
+    except (PriceError, BotoCoreError, ClientError) as err:
+        log.warning("no spot price by zone for %s: %s", instance_type, err)
+        return None
