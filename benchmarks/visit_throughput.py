@@ -19,6 +19,19 @@ ways ("legs"), side by side in one run:
 ``pipetask``
     one ``pipetask run`` over all N visits in one process, into one RUN: the
     least the middleware can do.
+``bps``
+    the peer: Rubin's BPS (``bps submit``) with its Parsl plugin
+    (``lsst.ctrl.bps.parsl.sites.Slurm``) on the same local Slurm, the quanta
+    clustered by visit (one job a visit, as this workflow's), over the same
+    visits, pipeline, settings and repository: one quantum graph for all N
+    visits, ``pre-exec-init-qbb``, the jobs' ``pipetask run-qbb`` in a Parsl
+    block of one node, then ``butler aggregate-graph``. Its stack is the
+    workflow's packages at the same versions plus ``lsst-ctrl-bps`` and
+    ``lsst-ctrl-bps-parsl`` (``benchmarks/bps/requirements.lock``), built once
+    in the work folder, with the workaround for Python 3.12.1's zipfile seek
+    bugs that every saved quantum graph needs (``benchmarks/bps/
+    zipfile_seek_fix.py``; benchmark only). ``sbatch`` calls are Parsl's
+    blocks (its submit scripts).
 
 Every workflow leg forces ``process_batch`` and ends with its batches' records,
 so each pays the whole per-visit path: the raws' ingest (they are there
@@ -43,6 +56,8 @@ import json
 import os
 import platform
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,6 +67,7 @@ from pathlib import Path
 import yaml
 
 from lsst_on_aws.config import batches
+from lsst_on_aws.stack.pip import install_pip_stack
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -97,7 +113,8 @@ def sbatch_calls(workdir: Path) -> int:
     return len(re.findall(r"has been submitted with SLURM jobid|^Submitted array job", text, re.M))
 
 
-LEGS = ["slurm", "slurm-batch", "local", "local-batch", "pipetask"]
+LEGS = ["slurm", "slurm-batch", "local", "local-batch", "pipetask", "bps"]
+BPS = REPO / "benchmarks/bps"
 
 
 # the raws of every leg: the simulated visits, read as a folder of raws, so that no leg simulates
@@ -168,9 +185,9 @@ def workflow_leg(work: Path, n: int, leg: str, batch: int) -> dict:
 def pipetask_leg(work: Path, n: int) -> float:
     """All N visits in one pipetask process, into a RUN of its own: the wall time."""
     config = yaml.safe_load((work / "config/config.yaml").read_text())
-    overrides = " ".join(f"-c measure:{k}={v}" for k, v in sorted(config["processing"].items()))
+    overrides = settings_overrides(config)
     tag = config["stack"]["tag"]
-    where = f"instrument='SimCam' AND visit IN ({', '.join(str(v) for v in range(1, n + 1))})"
+    where = visit_query(n)
     run_name = f"bench/direct/{time.strftime('%Y%m%dT%H%M%S')}"
     wall, _ = run(
         f"source resources/stack/{tag}/activate.sh && pipetask run -b {config['butler']['repo']}"
@@ -182,14 +199,108 @@ def pipetask_leg(work: Path, n: int) -> float:
     return wall
 
 
+def settings_overrides(config: dict) -> str:
+    """The workflow's processing settings as pipetask -c options, as its batches pass them."""
+    return " ".join(f"-c measure:{k}={v}" for k, v in sorted(config["processing"].items()))
+
+
+def visit_query(n: int) -> str:
+    return f"instrument='SimCam' AND visit IN ({', '.join(str(v) for v in range(1, n + 1))})"
+
+
+def bps_stack(work: Path, config: dict) -> Path:
+    """The BPS leg's stack in the work folder (made once): its activation script."""
+    prefix = work / "resources/bps-stack"
+    if not (prefix / "manifest.json").exists():
+        shutil.rmtree(prefix, ignore_errors=True)
+        lock = BPS / "requirements.lock"
+        install_pip_stack(prefix, "bps", lock, work / "tasks", config["stack"]["python"], log=lambda *a: None)
+        site = next((prefix / "venv/lib").glob("python3.*/site-packages"))
+        shutil.copy(BPS / "zipfile_seek_fix.py", site)
+        (site / "zipfile_seek_fix.pth").write_text("import zipfile_seek_fix; zipfile_seek_fix.apply()\n")
+    python = prefix / "venv/bin/python"
+    check = "import sys, zipfile_seek_fix as z; sys.exit(not z.reads_correctly())"
+    if subprocess.run([str(python), "-c", check], check=False).returncode != 0:
+        raise RuntimeError(f"{python} still misreads saved quantum graphs: zipfile_seek_fix did not apply")
+    return prefix / "activate.sh"
+
+
+def bps_leg(work: Path, n: int) -> dict:
+    """All N visits through ``bps submit`` with Parsl on the local Slurm: wall time and sbatch calls."""
+    config = yaml.safe_load((work / "config/config.yaml").read_text())
+    activate = bps_stack(work, config)
+    pipeline = work / config["pipeline"]["file"]
+    labels = list(yaml.safe_load(pipeline.read_text())["tasks"])
+    folder = work / "bps" / time.strftime("%Y%m%dT%H%M%S")
+    folder.mkdir(parents=True)
+    bps = {
+        "operator": "bench",
+        "project": "lsst-on-aws",
+        "campaign": "visit_throughput",
+        "pipelineYaml": str(pipeline),
+        "payload": {
+            "payloadName": f"visits-{n}",
+            "butlerConfig": str(work / config["butler"]["repo"]),
+            "inCollection": f"{config['instrument']}/defaults",
+            "dataQuery": visit_query(n),
+            "output": "bench/bps",
+            "outputRun": f"bench/bps/{folder.name}",
+        },
+        "extraQgraphOptions": settings_overrides(config),
+        "submitPath": str(folder / "submit"),
+        # one job a visit, its detectors' quanta and its summary in one pipetask run-qbb (isr's
+        # quanta are by exposure, which is the visit here: as drp_pipe clusters them)
+        "clusterAlgorithm": "lsst.ctrl.bps.quantum_clustering_funcs.dimension_clustering",
+        "cluster": {
+            "visit": {
+                "pipetasks": ",".join(labels),
+                "dimensions": "visit",
+                "equalDimensions": "visit:exposure",
+            }
+        },
+        "wmsServiceClass": "lsst.ctrl.bps.parsl.ParslService",
+        "computeSite": "slurm",
+        "site": {
+            "slurm": {
+                "class": "lsst.ctrl.bps.parsl.sites.Slurm",
+                "nodes": 1,
+                "cores_per_node": CORES,
+                "walltime": "04:00:00",
+                "run_dir": str(folder / "runinfo"),
+            }
+        },
+        "finalJob": {"requestCpus": CORES},
+    }
+    (folder / "bps.yaml").write_text(yaml.safe_dump(bps, sort_keys=False))
+    wall, _ = run(f"source {activate} && bps submit bps.yaml", folder, shell=True)
+    scripts = (folder / "runinfo").glob("*/submit_scripts/parsl.slurm.*")
+    blocks = len([path for path in scripts if path.suffix not in (".stdout", ".stderr")])
+    # bps submit ends well even if jobs failed: each visit's summary must be in the output RUN
+    count = (
+        "import sys; from lsst.daf.butler import Butler; butler = Butler(sys.argv[1]);"
+        " print(len(butler.query_datasets('visit_summary', collections=sys.argv[2], explain=False)))"
+    )
+    _, out = run(
+        f"source {activate} && python -c {shlex.quote(count)} {bps['payload']['butlerConfig']} "
+        f"{bps['payload']['outputRun']}",
+        folder,
+        shell=True,
+    )
+    if int(out.split()[-1]) != n:
+        raise RuntimeError(f"bps processed {out.split()[-1]} of {n} visits: see {folder}")
+    return {"bps_s": round(wall, 1), "bps_sbatch_calls": blocks}
+
+
 def measure(n: int, root: Path, legs: list[str], batch: int, unbatched_up_to: int) -> dict:
     work, prep_s = prepare(n, root)
     result = {"visits": n, "batch": batch, "prep_s": round(prep_s, 1)}
     if n > unbatched_up_to:
-        legs = [leg for leg in legs if leg.endswith("-batch") or leg == "pipetask"]
+        legs = [leg for leg in legs if leg.endswith("-batch") or leg in ("pipetask", "bps")]
     for leg in legs:
         if leg == "pipetask":
             result["pipetask_s"] = round(pipetask_leg(work, n), 1)
+        elif leg == "bps":
+            result |= bps_leg(work, n)
         else:
             result |= workflow_leg(work, n, leg, batch)
         print(json.dumps(result), flush=True)
@@ -224,7 +335,16 @@ def main() -> None:
             for n in args.visits:
                 print(json.dumps({"visits": n, "prep_s": round(prepare(n, root)[1], 1)}), flush=True)
             return
-        results = [measure(n, root, args.legs, args.batch, args.unbatched_up_to) for n in args.visits]
+        results = []
+        for n in args.visits:
+            results.append(measure(n, root, args.legs, args.batch, args.unbatched_up_to))
+            write_record(args.output, results, args.legs)  # each N as it ends: a long run keeps its part
+
+
+def summarise(results: list[dict], legs: list[str]) -> dict:
+    """The pure work a visit (the single pipetask's marginal cost between the smallest and largest
+    N) and, for each leg at each N it ran, its core-seconds a visit beyond that.
+    """
     summary = {"cores": CORES}
     with_pipetask = [r for r in results if "pipetask_s" in r]
     lo = min(with_pipetask, key=lambda r: r["visits"], default=None)
@@ -232,25 +352,27 @@ def main() -> None:
     if lo and hi["visits"] > lo["visits"]:
         pure = (hi["pipetask_s"] - lo["pipetask_s"]) / (hi["visits"] - lo["visits"])
         summary["pure_work_per_visit_s"] = round(pure, 2)
-        # each leg at the largest N it ran
         fixed = {}
-        for leg in args.legs:
-            ran = [r for r in results if f"{leg}_s" in r]
-            if leg != "pipetask" and ran:
-                top = max(ran, key=lambda r: r["visits"])
-                per_visit = top[f"{leg}_s"] * CORES / top["visits"]
-                fixed[f"{leg} ({top['visits']} visits)"] = round(per_visit - pure, 2)
+        for leg in legs:
+            for r in results:
+                if leg != "pipetask" and f"{leg}_s" in r:
+                    per_visit = r[f"{leg}_s"] * CORES / r["visits"]
+                    fixed[f"{leg} ({r['visits']} visits)"] = round(per_visit - pure, 2)
         summary["fixed_core_s_per_visit"] = fixed
+    return summary
+
+
+def write_record(output: Path, results: list[dict], legs: list[str]) -> None:
     record = {
         "benchmark": "visit_throughput",
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.node()} {CORES} cores, Python {platform.python_version()}",
         "results": results,
-        "summary": summary,
+        "summary": summarise(results, legs),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps(record, indent=2))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2), flush=True)
 
 
 if __name__ == "__main__":
