@@ -22,7 +22,8 @@ def pipeline_spec(wildcards):
     """The pipeline as config names it and pipetask takes it, #subset included: a parameter of the
     steps that read it, so that a change to it (a stack's pipeline, another subset) reruns them.
     A function of the wildcards only: Snakemake records and compares such parameters, not those
-    derived from the input files.
+    derived from the input files; and not the constant, which ``snakemake --lint`` takes for a
+    hard-coded prefix of the pipeline file (an input).
     """
     return PIPELINE
 
