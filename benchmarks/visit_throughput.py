@@ -291,7 +291,8 @@ def bps_leg(work: Path, n: int) -> dict:
     return {"bps_s": round(wall, 1), "bps_sbatch_calls": blocks}
 
 
-def measure(n: int, root: Path, legs: list[str], batch: int, unbatched_up_to: int) -> dict:
+def measure(n: int, root: Path, legs: list[str], batch: int, unbatched_up_to: int, done) -> dict:
+    """N visits on each leg, in turn; ``done(result)`` after each leg, with what ran so far."""
     work, prep_s = prepare(n, root)
     result = {"visits": n, "batch": batch, "prep_s": round(prep_s, 1)}
     if n > unbatched_up_to:
@@ -303,11 +304,11 @@ def measure(n: int, root: Path, legs: list[str], batch: int, unbatched_up_to: in
             result |= bps_leg(work, n)
         else:
             result |= workflow_leg(work, n, leg, batch)
-        print(json.dumps(result), flush=True)
-    if "pipetask_s" in result:
-        for leg in legs:
-            if leg != "pipetask":
-                result[f"{leg}_over_pipetask"] = round(result[f"{leg}_s"] / result["pipetask_s"], 2)
+        if "pipetask_s" in result:
+            for ran in legs:
+                if ran != "pipetask" and f"{ran}_s" in result:
+                    result[f"{ran}_over_pipetask"] = round(result[f"{ran}_s"] / result["pipetask_s"], 2)
+        done(result)
     return result
 
 
@@ -335,10 +336,13 @@ def main() -> None:
             for n in args.visits:
                 print(json.dumps({"visits": n, "prep_s": round(prepare(n, root)[1], 1)}), flush=True)
             return
-        results = []
+        results: list[dict] = []
+
+        def done(result: dict) -> None:  # written after each leg: a run that stops keeps its part
+            write_record(args.output, [*results, result], args.legs)
+
         for n in args.visits:
-            results.append(measure(n, root, args.legs, args.batch, args.unbatched_up_to))
-            write_record(args.output, results, args.legs)  # each N as it ends: a long run keeps its part
+            results.append(measure(n, root, args.legs, args.batch, args.unbatched_up_to, done))
 
 
 def summarise(results: list[dict], legs: list[str]) -> dict:
@@ -372,7 +376,7 @@ def write_record(output: Path, results: list[dict], legs: list[str]) -> None:
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps(record, indent=2), flush=True)
+    print(json.dumps(results[-1]), flush=True)
 
 
 if __name__ == "__main__":
