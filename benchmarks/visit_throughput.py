@@ -35,7 +35,11 @@ ways ("legs"), side by side in one run:
 
 Every workflow leg forces ``process_batch`` and ends with its batches' records,
 so each pays the whole per-visit path: the raws' ingest (they are there
-already, from the preparation, and are kept), the RUN, pipetask, the export. The pure work of a
+already, from the preparation, and are kept), the RUN, pipetask, the export.
+Each leg writes RUNs of its own (``butler.output``): a visit's RUN that an
+earlier leg finished with the same inputs, configs and software would be
+resumed, every quantum skipped (before 2026-11-30 evening, the 50-visit
+``local-batch`` leg that ran after ``slurm-batch`` measured that). The pure work of a
 visit is the marginal cost of one more visit in the single pipetask
 process, (t(N_max) - t(N_min)) / (N_max - N_min). The fixed cost a visit
 adds under an executor is then its core-seconds per visit (wall time x
@@ -128,10 +132,13 @@ for visit in sys.argv[2:]:
 """
 
 
-def settings(work: Path, per_job: int) -> Path:
-    """The legs' config file (not --config: the Slurm plugin's array submission broke on it)."""
+def settings(work: Path, per_job: int, output: str = "") -> Path:
+    """The legs' config file (not --config: the Slurm plugin's array submission broke on it); with
+    ``output``, the visits' RUNs under that prefix (``butler.output``).
+    """
     path = work / f"bench-{per_job}.yaml"
-    path.write_text(DATA.format(path=work / "results/simulated") + f"visits_per_job: {per_job}\n")
+    text = DATA.format(path=work / "results/simulated") + f"visits_per_job: {per_job}\n"
+    path.write_text(text + (f"butler:\n  output: {output}\n" if output else ""))
     return path
 
 
@@ -173,7 +180,10 @@ def workflow_leg(work: Path, n: int, leg: str, batch: int) -> dict:
     per_job = batch if leg.endswith("-batch") else 1
     cmd = [str(BIN / "snakemake")]
     cmd += ["--profile", "profiles/slurm"] if leg.startswith("slurm") else ["--cores", str(CORES)]
-    cmd += ["--configfile", str(settings(work, per_job)), "--forcerun", "process_batch", "--"]
+    # RUNs of their own: the same visits' RUNs of an earlier leg, finished with the same inputs,
+    # configs and software, would be resumed (every quantum skipped), not processed again
+    output = f"SimCam/bench/{leg}/{time.strftime('%Y%m%dT%H%M%S')}"
+    cmd += ["--configfile", str(settings(work, per_job, output)), "--forcerun", "process_batch", "--"]
     cmd += batch_records(n, per_job)
     wall, _ = run(cmd, work)
     out = {f"{leg}_s": round(wall, 1)}
