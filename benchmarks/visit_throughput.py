@@ -38,8 +38,8 @@ so each pays the whole per-visit path: the raws' ingest (they are there
 already, from the preparation, and are kept), the RUN, pipetask, the export.
 Each leg writes RUNs of its own (``butler.output``): a visit's RUN that an
 earlier leg finished with the same inputs, configs and software would be
-resumed, every quantum skipped (before 2026-11-30 evening, the 50-visit
-``local-batch`` leg that ran after ``slurm-batch`` measured that). The pure work of a
+resumed, every quantum skipped (as the first run with the peer leg found: its
+50-visit ``local-batch`` leg, after ``slurm-batch``, measured only that). The pure work of a
 visit is the marginal cost of one more visit in the single pipetask
 process, (t(N_max) - t(N_min)) / (N_max - N_min). The fixed cost a visit
 adds under an executor is then its core-seconds per visit (wall time x
@@ -215,6 +215,7 @@ def settings_overrides(config: dict) -> str:
 
 
 def visit_query(n: int) -> str:
+    """Visits 1 to N, as a Butler query."""
     return f"instrument='SimCam' AND visit IN ({', '.join(str(v) for v in range(1, n + 1))})"
 
 
