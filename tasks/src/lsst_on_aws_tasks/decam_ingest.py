@@ -28,6 +28,7 @@ from .ingest import (
     add_exposure_records,
     ingest_datasets,
 )
+from .repo import open_butler
 
 RAW_RUN = f"{decam.NAME}/raw/all"
 REFCAT_RUN = "refcats/gaia_dr2"
@@ -154,8 +155,10 @@ def decam_records(observations: list[decam.Observation]) -> dict[str, list[dict]
     return out
 
 
-def ingest_decam(repo: str, images: list[Path], transfer: str = "copy") -> dict:
-    """Register the exposures of ``images`` (InstCal ``_ooi_`` files); ingest their three planes together."""
+def ingest_decam(repo: str | Butler, images: list[Path], transfer: str = "copy") -> dict:
+    """Register the exposures of ``images`` (InstCal ``_ooi_`` files); ingest their three planes together.
+    ``repo`` is the repository's path or a writeable Butler of it.
+    """
     if not images:
         raise IngestError("no DECam InstCal image files given")
     checked = []
@@ -164,7 +167,7 @@ def ingest_decam(repo: str, images: list[Path], transfer: str = "copy") -> dict:
             checked.append(_planes(image))
         except decam.DecamHeaderError as err:
             raise IngestError(str(err)) from None
-    butler = Butler.from_config(repo, writeable=True)
+    butler = open_butler(repo, writeable=True)
     datasets = []
     for obs, files in checked:
         data_id = {"instrument": decam.NAME, "exposure": obs.exposure, "detector": obs.detector}

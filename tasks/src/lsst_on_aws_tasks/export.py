@@ -24,14 +24,10 @@ from astropy.table import Table, vstack
 from lsst.daf.butler import Butler, MissingCollectionError
 
 from . import simcam
+from .repo import open_butler
 
 # what the per-visit export reads from a visit's RUN: the pipeline must write them
 EXPORTED_DATASETS = ("visit_summary_stats", "visit_summary", "single_visit_source", "preliminary_visit_image")
-
-
-def open_butler(repo: str | Butler) -> Butler:
-    """``repo`` itself when it is a Butler already (one per process), else a Butler for that path."""
-    return repo if isinstance(repo, Butler) else Butler.from_config(repo)
 
 
 def export_visit(
@@ -49,12 +45,21 @@ def export_visit(
     data_id = {"instrument": instrument, "visit": visit}
     stats = dict(butler.get("visit_summary_stats", data_id, collections=[run]))
     per_detector = butler.get("visit_summary", data_id, collections=[run])
-    refs = butler.query_datasets("single_visit_source", collections=run, data_id=data_id)
-    tables = [butler.get(ref) for ref in sorted(refs, key=lambda r: r.dataId["detector"])]
+    # each type queried once, for its count and, for the two read back, its datasets (a processed
+    # visit has those: none raises EmptyQueryResultError, which the query's explain says)
+    refs = {
+        name: butler.query_datasets(
+            name,
+            collections=run,
+            data_id=data_id,
+            explain=name in ("preliminary_visit_image", "single_visit_source"),
+        )
+        for name in ("post_isr_image", "preliminary_visit_image", "single_visit_source", "detector_summary")
+    }
+    by_detector = sorted(refs["single_visit_source"], key=lambda r: r.dataId["detector"])
+    tables = [butler.get(ref) for ref in by_detector]
     sources = vstack(tables) if tables else None
-    counts = {}
-    for name in ("post_isr_image", "preliminary_visit_image", "single_visit_source", "detector_summary"):
-        counts[name] = len(butler.query_datasets(name, collections=run, data_id=data_id, explain=False))
+    counts = {name: len(found) for name, found in refs.items()}
     result = {
         "visit": visit,
         "run": run,
@@ -70,7 +75,7 @@ def export_visit(
         sources.meta.clear()
         sources.write(sources_path, format="parquet", overwrite=True)
     if preview_path is not None:
-        images = butler.query_datasets("preliminary_visit_image", collections=run, data_id=data_id)
+        images = refs["preliminary_visit_image"]
         write_preview({ref.dataId["detector"]: butler.get(ref).data for ref in images}, preview_path)
     return result
 

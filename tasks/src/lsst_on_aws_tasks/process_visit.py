@@ -63,6 +63,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from lsst.daf.butler import Butler
+
 from . import export
 from .executor import BatchExecutor, ProcessingError
 from .ingest import IngestError
@@ -94,10 +96,11 @@ def failure_reason(failures: list[dict], limit: int = 3) -> str:
 
 
 def ingest_visit(
-    repo: str, visit: int, *, instrument: str, raw_dir: Path | None, index: Path | None, transfer: str
+    butler: Butler, visit: int, *, instrument: str, raw_dir: Path | None, index: Path | None, transfer: str
 ) -> dict:
-    """Ingest a visit's raw files; return the ingest's record, ``"status"`` "ok" or "failed" (a file
-    the ingest cannot take: the visit's outcome, not the batch's failure) with the reason.
+    """Ingest a visit's raw files with the batch's ``butler``; return the ingest's record,
+    ``"status"`` "ok" or "failed" (a file the ingest cannot take: the visit's outcome, not the
+    batch's failure) with the reason.
     """
     from . import decam_ingest, simcam_ingest
 
@@ -105,9 +108,9 @@ def ingest_visit(
     try:
         if instrument == "DECam":
             files = decam_ingest.files_of_visit(index, visit)
-            return {"status": "ok", **decam_ingest.ingest_decam(repo, files, transfer)}
+            return {"status": "ok", **decam_ingest.ingest_decam(butler, files, transfer)}
         files = sorted((raw_dir / str(visit)).glob("*.fits"))
-        return {"status": "ok", **simcam_ingest.ingest_raws(repo, files, transfer)}
+        return {"status": "ok", **simcam_ingest.ingest_raws(butler, files, transfer)}
     except IngestError as exc:
         print(f"visit {visit}: ingest failed: {exc}", flush=True)
         return {"status": "failed", "error": str(exc), "files": [p.name for p in files]}
@@ -227,7 +230,7 @@ def process_batch(
         # what an earlier, failed or outdated attempt left goes first
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        ingest = ingest_visit(repo, visit, instrument=pipeline["instrument"], **raws)
+        ingest = ingest_visit(executor.butler, visit, instrument=pipeline["instrument"], **raws)
         write_json(folder / "ingest.json", ingest)
         ingest_s = clock.elapsed()
         result = process_visit(

@@ -14,6 +14,13 @@ class RepositoryError(RuntimeError):
     """The repository cannot be used as asked; the message says why."""
 
 
+def open_butler(repo: str | Butler, writeable: bool = False) -> Butler:
+    """``repo`` itself when it is a Butler already (one a process: a batch's visits share it), else a
+    Butler for that path.
+    """
+    return repo if isinstance(repo, Butler) else Butler.from_config(repo, writeable=writeable)
+
+
 def create_repo(repo: str, seed_config: str, registry: str = "sqlite", namespace: str = "") -> dict:
     """Create a repository, or adopt the one already at ``repo``.
 

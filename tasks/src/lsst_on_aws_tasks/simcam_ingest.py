@@ -29,7 +29,7 @@ from .ingest import (
     add_exposure_records,
     ingest_datasets,
 )
-from .repo import RepositoryError
+from .repo import RepositoryError, open_butler
 
 RAW_RUN = f"{simcam.NAME}/raw/all"
 
@@ -195,11 +195,12 @@ def raw_records(headers: list[tuple[Path, fits.Header]]) -> dict[str, list[dict]
     return out
 
 
-def ingest_raws(repo: str, paths: list[Path], transfer: str = "copy") -> dict:
+def ingest_raws(repo: str | Butler, paths: list[Path], transfer: str = "copy") -> dict:
     """Register exposures and visits from raw headers, then ingest the raw files.
 
     All files are checked before anything is written, and the ingest is one
-    transaction, so a bad file leaves the repository as it was.
+    transaction, so a bad file leaves the repository as it was. ``repo`` is
+    the repository's path or a writeable Butler of it.
     """
     if not paths:
         raise IngestError("no raw FITS files given")
@@ -214,7 +215,7 @@ def ingest_raws(repo: str, paths: list[Path], transfer: str = "copy") -> dict:
             raise IngestError(f"{path}: header lacks {', '.join(missing)}")
         headers.append((path, header))
     records = raw_records(headers)
-    butler = Butler.from_config(repo, writeable=True)
+    butler = open_butler(repo, writeable=True)
     with butler.transaction():
         for element, rows in records.items():
             for row in rows:
