@@ -12,7 +12,9 @@ ways ("legs"), side by side in one run:
     recorded before 2026-11-30, when the profile stopped using them: see
     docs/slurm.md); the number of ``sbatch`` calls is read from Snakemake's log.
 ``slurm-batch``
-    the same with ``visits_per_job=B`` (``--batch``): one job per B visits.
+    the same with ``visits_per_job=B`` (``--batch``): one job per B visits;
+    ``slurm-batch:250`` (as ``local-batch:250``) sets the leg's own B, so
+    that one run compares batch sizes.
 ``local``, ``local-batch``
     plain ``snakemake`` with the local executor, as many jobs at once as
     cores, one visit or B visits per job.
@@ -118,6 +120,20 @@ def sbatch_calls(workdir: Path) -> int:
 
 
 LEGS = ["slurm", "slurm-batch", "local", "local-batch", "pipetask", "bps"]
+
+
+def leg_batch(leg: str, batch: int) -> tuple[str, int]:
+    """A leg's kind and its visits a job: ``slurm-batch:250`` is ``slurm-batch`` at 250 visits a
+    job; a ``-batch`` leg without ``:B`` has ``batch`` (``--batch``), the others 1.
+    """
+    kind, _, size = leg.partition(":")
+    if kind not in LEGS or (size and not (kind.endswith("-batch") and size.isdigit() and int(size) > 0)):
+        raise ValueError(
+            f"a leg is one of {', '.join(LEGS)}, a -batch one perhaps with :VISITS_A_JOB; not {leg!r}"
+        )
+    return kind, int(size or (batch if kind.endswith("-batch") else 1))
+
+
 BPS = REPO / "benchmarks/bps"
 
 
@@ -177,17 +193,17 @@ def batch_records(n: int, per_job: int) -> list[str]:
 
 def workflow_leg(work: Path, n: int, leg: str, batch: int) -> dict:
     """Process N visits through the workflow (forced) on one leg: wall time, and sbatch calls under Slurm."""
-    per_job = batch if leg.endswith("-batch") else 1
+    kind, per_job = leg_batch(leg, batch)
     cmd = [str(BIN / "snakemake")]
-    cmd += ["--profile", "profiles/slurm"] if leg.startswith("slurm") else ["--cores", str(CORES)]
+    cmd += ["--profile", "profiles/slurm"] if kind.startswith("slurm") else ["--cores", str(CORES)]
     # RUNs of their own: the same visits' RUNs of an earlier leg, finished with the same inputs,
     # configs and software, would be resumed (every quantum skipped), not processed again
-    output = f"SimCam/bench/{leg}/{time.strftime('%Y%m%dT%H%M%S')}"
+    output = f"SimCam/bench/{kind}-{per_job}/{time.strftime('%Y%m%dT%H%M%S')}"
     cmd += ["--configfile", str(settings(work, per_job, output)), "--forcerun", "process_batch", "--"]
     cmd += batch_records(n, per_job)
     wall, _ = run(cmd, work)
     out = {f"{leg}_s": round(wall, 1)}
-    if leg.startswith("slurm"):
+    if kind.startswith("slurm"):
         out[f"{leg}_sbatch_calls"] = sbatch_calls(work)
     return out
 
@@ -307,7 +323,9 @@ def measure(n: int, root: Path, legs: list[str], batch: int, unbatched_up_to: in
     work, prep_s = prepare(n, root)
     result = {"visits": n, "batch": batch, "prep_s": round(prep_s, 1)}
     if n > unbatched_up_to:
-        legs = [leg for leg in legs if leg.endswith("-batch") or leg in ("pipetask", "bps")]
+        legs = [
+            leg for leg in legs if leg_batch(leg, batch)[0].endswith("-batch") or leg in ("pipetask", "bps")
+        ]
     for leg in legs:
         if leg == "pipetask":
             result["pipetask_s"] = round(pipetask_leg(work, n), 1)
@@ -327,7 +345,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--visits", type=int, nargs="+", default=[1, 50, 500])
     parser.add_argument("--batch", type=int, default=25, help="visits per job of the -batch legs")
-    parser.add_argument("--legs", nargs="+", choices=LEGS, default=LEGS)
+    parser.add_argument(
+        "--legs",
+        nargs="+",
+        default=LEGS,
+        help=f"of {', '.join(LEGS)}; a -batch leg with :B has B visits a job (slurm-batch:250)",
+    )
     parser.add_argument(
         "--unbatched-up-to",
         type=int,
@@ -338,6 +361,11 @@ def main() -> None:
     parser.add_argument("--prep-only", action="store_true", help="only simulate and ingest the visits")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
+    for leg in args.legs:
+        try:
+            leg_batch(leg, args.batch)
+        except ValueError as exc:
+            parser.error(str(exc))
     if not args.prep_only and args.output is None:
         parser.error("--output is needed unless --prep-only")
     with tempfile.TemporaryDirectory() as tmp:
