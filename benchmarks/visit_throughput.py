@@ -21,6 +21,13 @@ ways ("legs"), side by side in one run:
 ``pipetask``
     one ``pipetask run`` over all N visits in one process, into one RUN: the
     least the middleware can do.
+``pipetask-per-core``
+    as many ``pipetask run`` processes at once as cores, each over its share
+    of the visits (every CORES-th), each into its own RUN: the same least
+    work with every core busy, as the executors keep them. What the legs pay
+    beyond it is theirs; what it pays beyond ``pipetask`` is the machine's
+    (processes side by side share caches, memory, the disk and the
+    registry's lock).
 ``bps``
     the peer: Rubin's BPS (``bps submit``) with its Parsl plugin
     (``lsst.ctrl.bps.parsl.sites.Slurm``) on the same local Slurm, the quanta
@@ -45,7 +52,8 @@ resumed, every quantum skipped (as the first run with the peer leg found: its
 visit is the marginal cost of one more visit in the single pipetask
 process, (t(N_max) - t(N_min)) / (N_max - N_min). The fixed cost a visit
 adds under an executor is then its core-seconds per visit (wall time x
-cores / N) minus that pure work.
+cores / N) minus that pure work. With the ``pipetask-per-core`` leg, each
+leg's core-seconds a visit beyond that leg's are given as well (the same N).
 
     .venv/bin/python benchmarks/visit_throughput.py --visits 1 50 --batch 25 \\
         --output benchmarks/results/visit_throughput.json
@@ -119,7 +127,7 @@ def sbatch_calls(workdir: Path) -> int:
     return len(re.findall(r"has been submitted with SLURM jobid|^Submitted array job", text, re.M))
 
 
-LEGS = ["slurm", "slurm-batch", "local", "local-batch", "pipetask", "bps"]
+LEGS = ["slurm", "slurm-batch", "local", "local-batch", "pipetask", "pipetask-per-core", "bps"]
 
 
 def leg_batch(leg: str, batch: int) -> tuple[str, int]:
@@ -208,20 +216,50 @@ def workflow_leg(work: Path, n: int, leg: str, batch: int) -> dict:
     return out
 
 
+def pipetask_command(work: Path, visits: list[int], run_name: str) -> str:
+    """``pipetask run`` of ``visits`` into RUN ``run_name``, with the workflow's pipeline and settings."""
+    config = yaml.safe_load((work / "config/config.yaml").read_text())
+    return (
+        f"source resources/stack/{config['stack']['tag']}/activate.sh && pipetask run"
+        f" -b {config['butler']['repo']} -i SimCam/defaults --output-run {run_name}"
+        f' -p {config["pipeline"]["file"]} {settings_overrides(config)} -d "{visit_query(visits)}"'
+    )
+
+
 def pipetask_leg(work: Path, n: int) -> float:
     """All N visits in one pipetask process, into a RUN of its own: the wall time."""
-    config = yaml.safe_load((work / "config/config.yaml").read_text())
-    overrides = settings_overrides(config)
-    tag = config["stack"]["tag"]
-    where = visit_query(n)
-    run_name = f"bench/direct/{time.strftime('%Y%m%dT%H%M%S')}"
+    visits = list(range(1, n + 1))
     wall, _ = run(
-        f"source resources/stack/{tag}/activate.sh && pipetask run -b {config['butler']['repo']}"
-        f" -i SimCam/defaults --output-run {run_name} -p {config['pipeline']['file']} {overrides}"
-        f' -d "{where}"',
-        work,
-        shell=True,
+        pipetask_command(work, visits, f"bench/direct/{time.strftime('%Y%m%dT%H%M%S')}"), work, shell=True
     )
+    return wall
+
+
+def pipetask_per_core_leg(work: Path, n: int) -> float:
+    """The N visits split among as many pipetask processes as cores, run at once, each into a RUN of
+    its own: the wall time until the last ends. The same work as ``pipetask``'s with every core busy,
+    as the executors' legs keep them: what running side by side costs on this machine (shared caches,
+    memory, disk, the registry's lock), which is no executor's overhead.
+    """
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    logs = [work / f"logs/bench/pipetask-per-core-{core}.log" for core in range(min(CORES, n))]
+    logs[0].parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    procs = []
+    for core, log in enumerate(logs):  # into files: a full pipe would stop a process
+        command = pipetask_command(work, list(range(1 + core, n + 1, CORES)), f"bench/direct-{core}/{stamp}")
+        with log.open("w") as out:
+            procs.append(
+                subprocess.Popen(
+                    command, cwd=work, env=env, shell=True, executable="/bin/bash", stdout=out, stderr=out
+                )
+            )
+    codes = [proc.wait() for proc in procs]
+    wall = time.perf_counter() - t0
+    for code, log in zip(codes, logs, strict=True):
+        if code != 0:
+            raise RuntimeError(f"pipetask failed (exit {code}):\n{log.read_text()[-3000:]}")
     return wall
 
 
@@ -230,9 +268,9 @@ def settings_overrides(config: dict) -> str:
     return " ".join(f"-c measure:{k}={v}" for k, v in sorted(config["processing"].items()))
 
 
-def visit_query(n: int) -> str:
-    """Visits 1 to N, as a Butler query."""
-    return f"instrument='SimCam' AND visit IN ({', '.join(str(v) for v in range(1, n + 1))})"
+def visit_query(visits: list[int]) -> str:
+    """The visits, as a Butler query."""
+    return f"instrument='SimCam' AND visit IN ({', '.join(str(v) for v in visits)})"
 
 
 def bps_stack(work: Path, config: dict) -> Path:
@@ -269,7 +307,7 @@ def bps_leg(work: Path, n: int) -> dict:
             "payloadName": f"visits-{n}",
             "butlerConfig": str(work / config["butler"]["repo"]),
             "inCollection": f"{config['instrument']}/defaults",
-            "dataQuery": visit_query(n),
+            "dataQuery": visit_query(list(range(1, n + 1))),
             "output": "bench/bps",
             "outputRun": f"bench/bps/{folder.name}",
         },
@@ -324,11 +362,15 @@ def measure(n: int, root: Path, legs: list[str], batch: int, unbatched_up_to: in
     result = {"visits": n, "batch": batch, "prep_s": round(prep_s, 1)}
     if n > unbatched_up_to:
         legs = [
-            leg for leg in legs if leg_batch(leg, batch)[0].endswith("-batch") or leg in ("pipetask", "bps")
+            leg
+            for leg in legs
+            if leg_batch(leg, batch)[0].endswith("-batch") or leg in ("pipetask", "pipetask-per-core", "bps")
         ]
     for leg in legs:
         if leg == "pipetask":
             result["pipetask_s"] = round(pipetask_leg(work, n), 1)
+        elif leg == "pipetask-per-core":
+            result["pipetask-per-core_s"] = round(pipetask_per_core_leg(work, n), 1)
         elif leg == "bps":
             result |= bps_leg(work, n)
         else:
@@ -402,6 +444,18 @@ def summarise(results: list[dict], legs: list[str]) -> dict:
                     per_visit = r[f"{leg}_s"] * CORES / r["visits"]
                     fixed[f"{leg} ({r['visits']} visits)"] = round(per_visit - pure, 2)
         summary["fixed_core_s_per_visit"] = fixed
+    # beside the same work on every core at once (pipetask-per-core): what is left is the executor's
+    beside = {}
+    for r in results:
+        if "pipetask-per-core_s" not in r:
+            continue
+        baseline = r["pipetask-per-core_s"] * CORES / r["visits"]
+        for leg in legs:
+            if leg not in ("pipetask", "pipetask-per-core") and f"{leg}_s" in r:
+                per_visit = r[f"{leg}_s"] * CORES / r["visits"]
+                beside[f"{leg} ({r['visits']} visits)"] = round(per_visit - baseline, 2)
+    if beside:
+        summary["core_s_per_visit_beyond_pipetask_per_core"] = beside
     return summary
 
 
