@@ -52,6 +52,7 @@ CLUSTER_DIR = Path(os.environ.get("LOCAL_CLUSTER_DIR", "/var/tmp/lsst-on-aws/clu
 CLUSTER_SH = REPO_ROOT / "tests/services/cluster.sh"
 HEAD = "10.213.1.2"
 SPOT_NODES = {"spot-st-compute-1", "spot-st-compute-2"}
+ONDEMAND_NODE = "ondemand-st-compute-1"
 DEFAULTS = yaml.safe_load((REPO_ROOT / "config/config.yaml").read_text())
 VISITS = [1, 2]
 
@@ -397,7 +398,9 @@ def test_lost_nodes_and_a_laptop_that_goes_away_lose_nothing(tmp_path):
        after it (the jobs go to "spot,ondemand", spot preferred);
     2. the control plane is killed (SIGKILL, a laptop that dies), then, rerun, interrupted
        (Ctrl-C), then, rerun, loses the head node for longer than its reconnect budget (the
-       laptop's link down): each time the cluster is kept while its run goes on;
+       laptop's link down): each time the cluster is kept while its run goes on. Meanwhile the
+       on-demand node is drained (its running jobs go on, no other starts), so that the run
+       surely outlasts the laptop's three ends, whatever their length; it is resumed after them;
     3. the same command, rerun once more, follows the same run to its end and applies the
        teardown policy (the default, always).
 
@@ -408,10 +411,10 @@ def test_lost_nodes_and_a_laptop_that_goes_away_lose_nothing(tmp_path):
     """
     local = copy_workflow(tmp_path / "laptop")
     name = f"away-{uuid.uuid4().hex[:8]}"
-    # six visits, so that the run outlasts all of it: after the loss one node of two CPUs runs them
-    # all, in three rounds, while the laptop's three ends take 1-2 min (with four the run once
-    # ended first); a reconnect budget of 15 s instead of 10 min
-    visits = [1, 2, 3, 4, 5, 6]
+    # the run is held on its way (the node left drained) while the laptop's three ends take
+    # 1-2 min: with four visits and no hold it once ended first; a reconnect budget of 15 s
+    # instead of 10 min
+    visits = [1, 2, 3, 4]
     config = multihost_config(tmp_path, name, visits=visits, reconnect_minutes=0.25)
     directory = f"/shared/tests/{name}"
     state = shared(directory) / ".lsst-on-aws"
@@ -435,6 +438,7 @@ def test_lost_nodes_and_a_laptop_that_goes_away_lose_nothing(tmp_path):
         wait_for(visit_on_spot, 600, "visit processed on a spot node")
         for node in sorted(SPOT_NODES):
             cluster("crash", node)
+        on_head(f"scontrol update nodename={ONDEMAND_NODE} state=drain reason=held-by-the-test")
         # 2a. the laptop dies while the run goes on
         run_id = (state / "run.id").read_text().strip()
         os.killpg(first.pid, signal.SIGKILL)
@@ -466,10 +470,13 @@ def test_lost_nodes_and_a_laptop_that_goes_away_lose_nothing(tmp_path):
         assert not (records / "teardown.json").exists()
 
         # 3. the same command once more follows the same run to its end
+        assert run_alive(), "the run ended while held"
+        on_head(f"scontrol update nodename={ONDEMAND_NODE} state=resume")
         final = snakemake(local, "--profile", "aws", "--configfile", str(config), timeout=1800)
     finally:
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
+        on_head(f"scontrol update nodename={ONDEMAND_NODE} state=resume", check=False)
         cluster("start", timeout=600)
     assert final.returncode == 0, final.stderr[-4000:]
     assert json.loads((records / "run.json").read_text())["id"] == run_id  # never started twice
@@ -483,7 +490,7 @@ def test_lost_nodes_and_a_laptop_that_goes_away_lose_nothing(tmp_path):
     history = on_head(f"sacct -a -D -X -n -P -j {job['id']} -o JobID,NodeList,Partition,State")
     attempts = [line.split("|") for line in history.splitlines() if line]
     assert attempts[0][1] == job["node"] and attempts[0][3] == "NODE_FAIL", attempts
-    assert attempts[-1][1:] == ["ondemand-st-compute-1", "ondemand", "COMPLETED"], attempts
+    assert attempts[-1][1:] == [ONDEMAND_NODE, "ondemand", "COMPLETED"], attempts
     # and no job failed for another's sake: every job's last attempt completed (the plugin's job
     # arrays, which the profile does not use, failed every other task of the lost one's array)
     jobs = sacct_nodes(directory)
