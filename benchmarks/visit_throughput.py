@@ -88,9 +88,14 @@ BIN = Path(sys.executable).parent
 CORES = os.cpu_count() or 1
 
 
+def command_env() -> dict[str, str]:
+    """The environment of the commands a leg runs: this venv's tools first on the PATH."""
+    return dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+
+
 def run(cmd: list[str] | str, cwd: Path, shell: bool = False) -> tuple[float, str]:
     """Run a command; its wall time (s) and its output. Raises if it fails."""
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    env = command_env()
     t0 = time.perf_counter()
     shell_kw = {"shell": True, "executable": "/bin/bash"} if shell else {}
     out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False, **shell_kw)
@@ -242,7 +247,7 @@ def pipetask_per_core_leg(work: Path, n: int) -> float:
     memory, disk, the registry's lock), which is no executor's overhead.
     """
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    env = command_env()
     logs = [work / f"logs/bench/pipetask-per-core-{core}.log" for core in range(min(CORES, n))]
     logs[0].parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

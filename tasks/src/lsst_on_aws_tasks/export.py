@@ -45,14 +45,14 @@ def export_visit(
     data_id = {"instrument": instrument, "visit": visit}
     stats = dict(butler.get("visit_summary_stats", data_id, collections=[run]))
     per_detector = butler.get("visit_summary", data_id, collections=[run])
-    # each type queried once, for its count and, for the two read back, its datasets (a processed
-    # visit has those: none raises EmptyQueryResultError, which the query's explain says)
+    # each type queried once, for its count and, for those read back (EXPORTED_DATASETS), its
+    # datasets: a processed visit has those, and none raises EmptyQueryResultError (explain)
     refs = {
         name: butler.query_datasets(
             name,
             collections=run,
             data_id=data_id,
-            explain=name in ("preliminary_visit_image", "single_visit_source"),
+            explain=name in EXPORTED_DATASETS,
         )
         for name in ("post_isr_image", "preliminary_visit_image", "single_visit_source", "detector_summary")
     }
