@@ -28,11 +28,15 @@ help:
 	@echo "make services - start the local Slurm, PostgreSQL, stand-in head node (sshd) and test cluster of several hosts the tests use (root; installs Debian packages)"
 	@echo "make clean  - remove results/, resources/ and logs/ of the embedded default"
 
-$(VENV)/.installed: envs/workflow.lock pyproject.toml tasks/pyproject.toml
+# Installed with its bytecode compiled: every snakemake (one on the laptop or head node, two in
+# each Slurm job) otherwise compiles its ~1,700 modules from source where .pyc files cannot be
+# written (PYTHONDONTWRITEBYTECODE, a read-only install), 3-4 s of CPU each (benchmarks/startup.py).
+# The Makefile is a prerequisite: a change to this recipe reinstalls.
+$(VENV)/.installed: envs/workflow.lock pyproject.toml tasks/pyproject.toml Makefile
 	@test -n "$(BASE_PYTHON)" || { echo "error: Python $(PYTHON_VERSION) not found (pyenv or PATH)"; exit 1; }
 	@test -x $(VENV)/bin/python || $(BASE_PYTHON) -m venv $(VENV)
 	@test -x $(VENV)/bin/uv || $(VENV)/bin/python -m pip install --quiet uv==$(UV_VERSION)
-	$(VENV)/bin/uv pip sync --quiet --python $(VENV)/bin/python envs/workflow.lock
+	$(VENV)/bin/uv pip sync --quiet --compile-bytecode --python $(VENV)/bin/python envs/workflow.lock
 	$(VENV)/bin/uv pip install --quiet --no-deps --python $(VENV)/bin/python -e . -e tasks
 	@touch $@
 

@@ -26,7 +26,7 @@ def install_tasks(python: str, tasks_dir: Path, log, target: Path | None = None)
     It is installed from a copy in a temporary folder: a non-editable install builds in the
     source folder (setuptools' ``build/``), and the workflow's own files stay as they were.
     """
-    command = [find_uv(), "pip", "install", "--quiet", "--no-deps", "--python", python]
+    command = [find_uv(), "pip", "install", "--quiet", "--no-deps", "--compile-bytecode", "--python", python]
     command += ["--target", str(target)] if target is not None else []
     with tempfile.TemporaryDirectory(prefix="lsst-on-aws-tasks-") as tmp:
         copy = Path(tmp) / tasks_dir.name
