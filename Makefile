@@ -30,7 +30,7 @@ help:
 
 # Installed with its bytecode compiled: every snakemake (one on the laptop or head node, two in
 # each Slurm job) otherwise compiles its ~1,700 modules from source where .pyc files cannot be
-# written (PYTHONDONTWRITEBYTECODE, a read-only install), 3-4 s of CPU each (benchmarks/startup.py).
+# written (PYTHONDONTWRITEBYTECODE, a read-only install), 5.5 s of CPU each (benchmarks/startup.py).
 # The Makefile is a prerequisite: a change to this recipe reinstalls.
 $(VENV)/.installed: envs/workflow.lock pyproject.toml tasks/pyproject.toml Makefile
 	@test -n "$(BASE_PYTHON)" || { echo "error: Python $(PYTHON_VERSION) not found (pyenv or PATH)"; exit 1; }

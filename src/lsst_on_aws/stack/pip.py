@@ -44,7 +44,7 @@ def install_pip_stack(
     run_logged([uv, "venv", "--quiet", "--python", python, str(venv)], log, env)
     # bytecode compiled once here, not by every job that imports the stack: where .pyc files cannot
     # be written (a read-only shared install, PYTHONDONTWRITEBYTECODE) each process would compile
-    # the middleware's modules from source, about 5 s of CPU (benchmarks/startup.py)
+    # the middleware's modules from source, about 3.5 s of CPU (benchmarks/startup.py)
     sync = [uv, "pip", "sync", "--quiet", "--compile-bytecode", "--python", str(venv / "bin" / "python")]
     run_logged([*sync, str(lock)], log, env)
     install_tasks(str(venv / "bin" / "python"), tasks_dir, log)
