@@ -35,9 +35,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
+from lsst_on_aws.stack.common import uv_env
+
 REPO = Path(__file__).resolve().parents[1]
 UV = Path(sys.executable).parent / "uv"
-STACK_TAG = "30.2026.4300"
+STACK_TAG = yaml.safe_load((REPO / "config/config.yaml").read_text())["stack"]["tag"]
 STACK_MODULE = "lsst_on_aws_tasks.process_visit"
 
 
@@ -52,12 +56,6 @@ def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
             out.seek(0)
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.read()[-2000:]}")
     return wall, usage.ru_utime + usage.ru_stime
-
-
-def uv_env() -> dict:
-    env = dict(os.environ, UV_NATIVE_TLS="1", UV_PYTHON_DOWNLOADS="never")
-    env.pop("VIRTUAL_ENV", None)
-    return env
 
 
 def install(venv: Path, lock: Path, project: list[str], compiled: bool) -> float:
