@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 from astropy.io import fits
-from conftest import planned_jobs, snakemake, stack_python
+from conftest import STACK_TAG, planned_jobs, snakemake, stack_python
 
 pytestmark = pytest.mark.workflow
 
@@ -401,6 +401,94 @@ def test_new_stack_tag_reinstalls_and_reprocesses(demo_run):
     assert "simulate_raws" not in jobs
     assert "simulate_calibs" not in jobs
     assert "resources/stack/test-tag/manifest.json" in result.stdout
+
+
+# a RUN's datasets, and the files under its folder in the datastore that no dataset of it names
+RUN_FILES = """
+import json, os, sys
+from pathlib import Path
+from lsst.daf.butler import Butler
+b = Butler.from_config("results/butler/repo")
+run = sys.argv[1]
+refs = list(b.registry.queryDatasets(..., collections=run))
+named = {b.getURI(ref).ospath for ref in refs}
+folder = Path("results/butler/repo", run).resolve()
+on_disk = {os.path.join(d, f) for d, _, files in os.walk(folder) for f in files}
+counts = {}
+for ref in refs:
+    counts[ref.datasetType.name] = counts.get(ref.datasetType.name, 0) + 1
+print(json.dumps({"counts": counts, "unregistered": sorted(on_disk - named),
+                  "missing": sorted(p for p in named if not os.path.exists(p))}))
+"""
+
+
+def run_files(workdir, run: str) -> dict:
+    """:data:`RUN_FILES` for ``run``: its dataset counts by type, unregistered and missing files."""
+    return stack_python(workdir, RUN_FILES.replace("sys.argv[1]", repr(run)))
+
+
+def test_quanta_write_their_files_in_place_and_register_each(demo_run):
+    """A visit's quanta write through a quantum-backed Butler and register their datasets when the
+    visit ends: every file of the visit's RUN is a registered dataset's, in place (not copied), and
+    every registered file exists.
+    """
+    found = run_files(demo_run, f"{CHAIN}/2")
+    assert found["unregistered"] == [] and found["missing"] == [], found
+    for name in ("post_isr_image", "single_visit_source", "isr_metadata", "measure_metadata", "isr_log"):
+        assert found["counts"][name] == DETECTORS, (name, found["counts"])
+    assert found["counts"]["visit_summary"] == 1
+
+
+def test_killed_batch_registers_what_it_wrote_and_resumes(demo_run, tmp_path):
+    """A batch's process killed (SIGKILL: no clean-up) part-way through a visit, then run again.
+
+    The quanta's files are registered when the visit ends, so the killed process registered none of
+    them. The rerun finds the RUN it left (the same fingerprint), registers the files already
+    written, skips the quanta they complete and runs the others: one of each dataset, every file
+    registered, none twice. Runs the rule's own command into a RUN prefix and a folder of its own,
+    so the shared run is left as it was.
+    """
+    python = demo_run / "resources" / "stack" / STACK_TAG / "venv" / "bin" / "python"
+    run = "test/killed/2"
+    command = [
+        str(python), "-m", "lsst_on_aws_tasks.process_visit", "results/butler/repo",
+        "--output-prefix", "test/killed", "--visits", "2", "--instrument", "SimCam",
+        "--inputs", "SimCam/defaults", "--pipeline", "pipelines/single-visit.yaml",
+        "--raw-dir", "results/simulated/raw", "--visits-dir", str(tmp_path / "visits"),
+        "--record", str(tmp_path / "batch.json"),
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        command, cwd=demo_run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        for line in proc.stdout:
+            # the first measurement done: the ISR of the detectors before it too
+            if "Execution of task 'measure'" in line and " took " in line:
+                break
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -9
+    left = run_files(demo_run, run)
+    # nothing of the quanta's registered (the init-outputs are: configs, the software versions)
+    assert not {"post_isr_image", "isr_metadata"} & set(left["counts"]), left["counts"]
+    written = [path for path in left["unregistered"] if path.endswith(".json") and "_metadata" in path]
+    assert written and any("post_isr_image" in path for path in left["unregistered"]), left
+
+    rerun = subprocess.run(command, cwd=demo_run, capture_output=True, text=True, check=False)
+    assert rerun.returncode == 0, rerun.stdout[-3000:]
+    report = json.loads((tmp_path / "visits/2/report.json").read_text())
+    statuses = [q["status"] for q in report["quantaReports"]]
+    assert report["resumed"] is True and len(statuses) == 2 * DETECTORS + 1
+    # the quanta whose metadata (written last) the killed attempt left are skipped; the rest ran
+    assert statuses.count("skipped") == len(written), (written, report["quantaReports"])
+    assert statuses.count("success") == len(statuses) - len(written)
+    assert json.loads((tmp_path / "visits/2/summary.json").read_text())["status"] == "ok"
+    final = run_files(demo_run, run)
+    assert final["unregistered"] == [] and final["missing"] == [], final
+    for name in ("post_isr_image", "single_visit_source", "detector_summary", "isr_metadata"):
+        assert final["counts"][name] == DETECTORS, (name, final["counts"])
+    assert final["counts"]["visit_summary"] == 1
 
 
 def test_failed_visit_is_recorded_and_leaves_nothing_that_blocks_its_rerun(demo_run):

@@ -13,16 +13,24 @@ of quanta of each detector (e.g. its ISR, then its measurement), and each quantu
 ``processes`` - 1 workers forked from it once the graph is built, so a worker pays neither the
 imports nor the set-up (from a batch's second visit on, nor the tasks' first-call costs either); a
 unit starts once the units it needs have finished.
-(``pipetask -j`` instead starts a process for every quantum.) The workers write into the visit's
-RUN through the Butler, as ``pipetask -j``'s do.
+(``pipetask -j`` instead starts a process for every quantum.)
+
+**Registry writes grouped.** A visit's quanta read and write their files through a quantum-backed
+Butler (the middleware's ``QuantumBackedButler``, as BPS's ``pipetask run-qbb`` jobs do), which
+never touches the registry database; the datasets they wrote are then registered in one go, when the
+visit ends (:meth:`BatchExecutor.register`), whether it succeeded or not. Through the full Butler, as
+``pipetask run`` does, each quantum's reads and writes are about a hundred registry statements, each
+in its own transaction; with SQLite, every transaction of a writeable Butler takes the database's
+write lock, so two batches at once spent a seventh of their time asleep waiting for it.
 
 **Resume, not redo.** A visit's RUN is documented with a fingerprint of what its quanta read (the
 ids of the graph's input datasets: raws, calibrations, reference catalogues), the task configs and
 the software versions. A RUN with the same fingerprint is an earlier attempt at the same work that
-was interrupted (a lost node, a time limit, a kill): its complete quanta are kept and skipped, and a
-quantum that left partial outputs has them removed before it runs again, so no dataset is ever
-duplicated. A RUN with another fingerprint (changed raws, configs or software), or none, is removed
-first, with everything in it.
+was interrupted (a lost node, a time limit, a kill): the files it wrote but had not registered yet
+(a killed process) are registered first, then its quanta run through the full Butler: complete
+quanta are kept and skipped, and a quantum that left partial outputs has them removed before it runs
+again, so no dataset is ever duplicated. A RUN with another fingerprint (changed raws, configs or
+software), or none, is removed first, with everything in it.
 
 A quantum that fails for a reason in its data (a ``RepeatableQuantumError``, e.g. an
 ``AlgorithmError``) does not stop the others: the quanta that need its outputs are skipped, and the
@@ -41,7 +49,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import networkx
-from lsst.daf.butler import Butler, CollectionType, MissingCollectionError
+from lsst.daf.butler import (
+    Butler,
+    CollectionType,
+    DatasetRef,
+    MissingCollectionError,
+    Quantum,
+    QuantumBackedButler,
+)
 from lsst.pipe.base import Pipeline, RepeatableQuantumError, TaskFactory
 from lsst.pipe.base.all_dimensions_quantum_graph_builder import AllDimensionsQuantumGraphBuilder
 from lsst.pipe.base.single_quantum_executor import SingleQuantumExecutor
@@ -166,7 +181,8 @@ class BatchExecutor:
         instrument: str,
         processes: int = 1,
     ):
-        self.inputs, self.instrument, self.processes = inputs, instrument, max(1, processes)
+        self.repo, self.inputs, self.instrument = repo, inputs, instrument
+        self.processes = max(1, processes)
         self.butler = Butler.from_config(repo, writeable=True)
         loaded = Pipeline.from_uri(pipeline)
         for override in overrides:
@@ -180,6 +196,40 @@ class BatchExecutor:
         settings.update(json.dumps(sorted(self.packages.items())).encode())
         self._settings = settings.hexdigest()
         self._overall_inputs = sorted(name for name, _ in self.graph.iter_overall_inputs())
+        # the repository's definitions (a task may read or write a dataset as another storage class)
+        self._dataset_types = {node.name: node.dataset_type for node in self.graph.dataset_types.values()}
+
+    def _quantum_butler(self, quantum: Quantum) -> QuantumBackedButler:
+        """A Butler for one quantum that reads and writes its files without the registry."""
+        return QuantumBackedButler.initialize(
+            config=self.repo,
+            quantum=quantum,
+            dimensions=self.butler.dimensions,
+            dataset_types=self._dataset_types,
+        )
+
+    def register(self, refs: list[DatasetRef]) -> None:
+        """Register, in one go, those of ``refs`` (outputs of a visit's quanta) whose files a
+        quantum-backed Butler wrote; those already registered, and those not written (a quantum that
+        failed or did not run), are passed over.
+        """
+        refs = [
+            ref.replace(storage_class=self._dataset_types[ref.datasetType.name].storageClass_name)
+            for ref in refs
+        ]
+        with QuantumBackedButler.from_predicted(
+            config=self.repo,
+            predicted_inputs=[ref.id for ref in refs],
+            predicted_outputs=[],
+            dimensions=self.butler.dimensions,
+            datastore_records={},
+            dataset_types=self._dataset_types,
+        ) as written:
+            # "auto": the files are already where the repository keeps them; they stay there
+            self.butler.transfer_from(
+                written, refs, transfer="auto", skip_missing=True, register_dataset_types=False,
+                transfer_dimensions=False,
+            )  # fmt: skip
 
     def fingerprint(self, predicted) -> str:
         """What the visit's quanta read and how they are configured: the ids of the graph's input
@@ -240,18 +290,28 @@ class BatchExecutor:
         if not (resumed and butler.stored(packages_ref)):
             butler.put(self.packages, packages_ref)
         predicted.build_execution_quanta()
-        _VISIT["executor"] = SingleQuantumExecutor(
-            butler=butler,
-            task_factory=TaskFactory(),
-            skip_existing=resumed,
-            clobber_outputs=resumed,
-            assume_no_existing_outputs=not resumed,
-        )
-        _VISIT["xgraph"] = predicted.quantum_only_xgraph
+        xgraph = predicted.quantum_only_xgraph
+        outputs = [
+            ref for node in xgraph.nodes.values() for refs in node["quantum"].outputs.values() for ref in refs
+        ]
+        if resumed:
+            # what a killed attempt wrote is registered, so that its complete quanta are seen as such
+            self.register(outputs)
+            quantum_executor = SingleQuantumExecutor(
+                butler=butler, task_factory=TaskFactory(), skip_existing=True, clobber_outputs=True
+            )
+        else:
+            quantum_executor = SingleQuantumExecutor(
+                task_factory=TaskFactory(), limited_butler_factory=self._quantum_butler,
+                assume_no_existing_outputs=True,
+            )  # fmt: skip
+        _VISIT["executor"], _VISIT["xgraph"] = quantum_executor, xgraph
         try:
-            result = self._execute(_VISIT["xgraph"])
+            result = self._execute(xgraph)
         finally:
             _VISIT.clear()
+            if not resumed:
+                self.register(outputs)
         self._write(report_path, visit, run, result.reports, resumed)
         if result.error:
             raise ProcessingError(f"visit {visit}: {result.error}")

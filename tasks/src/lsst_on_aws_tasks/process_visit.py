@@ -28,7 +28,9 @@ each visit, into RUN ``CHAIN/<visit>``:
    other RUN of that name is removed first, with all it holds, so a retry
    never meets its own debris.
 3. The visit's quanta run into that RUN, as ``pipetask run`` would (the
-   middleware's own quantum executor), ``--processes`` detectors at a time.
+   middleware's own quantum executor), ``--processes`` detectors at a time,
+   through a quantum-backed Butler, as BPS's ``run-qbb`` jobs do: their
+   datasets are registered together when the visit ends, not one at a time.
 4. On success the visit summary and source catalogues are read back
    through the Butler into ``summary.json`` and ``sources.parquet``.
 5. A quantum that raises a ``RepeatableQuantumError`` (LSST's class for
