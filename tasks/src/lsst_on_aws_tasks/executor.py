@@ -19,8 +19,8 @@ unit starts once the units it needs have finished.
 Butler (the middleware's ``QuantumBackedButler``, as BPS's ``pipetask run-qbb`` jobs do), which
 never touches the registry database; the datasets they wrote are then registered in one go, when the
 visit ends (:meth:`BatchExecutor.register`), whether it succeeded or not. Through the full Butler, as
-``pipetask run`` does, each quantum's reads and writes are about a hundred registry statements, each
-in its own transaction; with SQLite, every transaction of a writeable Butler takes the database's
+``pipetask run`` does, a visit's reads and writes came to hundreds of registry statements, most in
+transactions of their own; with SQLite, every transaction of a writeable Butler takes the database's
 write lock, so two batches at once spent a seventh of their time asleep waiting for it.
 
 **Resume, not redo.** A visit's RUN is documented with a fingerprint of what its quanta read (the
