@@ -404,6 +404,8 @@ def test_new_stack_tag_reinstalls_and_reprocesses(demo_run):
 
 
 # a RUN's datasets, and the files under its folder in the datastore that no dataset of it names
+# (but for the middleware's temporaries, NAME.tmp.EXT: a write it makes there, then renames, which a
+# kill can interrupt; never registered, never read)
 RUN_FILES = """
 import json, os, sys
 from pathlib import Path
@@ -413,7 +415,7 @@ run = sys.argv[1]
 refs = list(b.registry.queryDatasets(..., collections=run))
 named = {b.getURI(ref).ospath for ref in refs}
 folder = Path("results/butler/repo", run).resolve()
-on_disk = {os.path.join(d, f) for d, _, files in os.walk(folder) for f in files}
+on_disk = {os.path.join(d, f) for d, _, files in os.walk(folder) for f in files if ".tmp." not in f}
 counts = {}
 for ref in refs:
     counts[ref.datasetType.name] = counts.get(ref.datasetType.name, 0) + 1
