@@ -407,11 +407,11 @@ def test_new_stack_tag_reinstalls_and_reprocesses(demo_run):
 # (but for the middleware's temporaries, NAME.tmp.EXT: a write it makes there, then renames, which a
 # kill can interrupt; never registered, never read)
 RUN_FILES = """
-import json, os, sys
+import json, os
 from pathlib import Path
 from lsst.daf.butler import Butler
 b = Butler.from_config("results/butler/repo")
-run = sys.argv[1]
+run = RUN
 refs = list(b.registry.queryDatasets(..., collections=run))
 named = {b.getURI(ref).ospath for ref in refs}
 folder = Path("results/butler/repo", run).resolve()
@@ -426,7 +426,7 @@ print(json.dumps({"counts": counts, "unregistered": sorted(on_disk - named),
 
 def run_files(workdir, run: str) -> dict:
     """:data:`RUN_FILES` for ``run``: its dataset counts by type, unregistered and missing files."""
-    return stack_python(workdir, RUN_FILES.replace("sys.argv[1]", repr(run)))
+    return stack_python(workdir, RUN_FILES.replace("RUN\n", f"{run!r}\n", 1))
 
 
 def test_quanta_write_their_files_in_place_and_register_each(demo_run):
