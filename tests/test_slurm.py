@@ -273,6 +273,12 @@ visit_jobs: {cpus: 2, mem_mb: 100, mem_mb_per_cpu: 50, mem_multiplier: 8, max_me
 """
 
 
+def running_job_asking(memory: str) -> str | None:
+    """The id of this user's running Slurm job that asks for ``memory`` (``squeue``'s form: 1200M)."""
+    out = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%A %m"], capture_output=True, text=True)
+    return next((job for job, asked in map(str.split, out.stdout.splitlines()) if asked == memory), None)
+
+
 def took(log: str) -> set[tuple[str, int]]:
     """(task, detector) of every quantum a processing log says finished ("... took N seconds")."""
     done = re.findall(r"Execution of task '(\w+)' on quantum \{[^}]*detector: (\d+)[^}]*\} took", log)
@@ -334,12 +340,21 @@ def test_a_visit_job_killed_for_memory_then_cancelled_resumes_with_more_memory(t
         cwd=workdir, env=snakemake_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        deadline, first = time.monotonic() + 600, set()
-        while len(first) < 8:
-            assert time.monotonic() < deadline and proc.poll() is None, "no attempt processed detectors"
+        # the retry, once it runs: the first attempt may finish quanta before Slurm's memory poll
+        # (every 10 s) catches it, so its log is not the one to count
+        deadline, cancelled, seen = time.monotonic() + 600, None, 0.0
+        while cancelled is None:
+            assert time.monotonic() < deadline and proc.poll() is None, "no retry with more memory ran"
             time.sleep(0.2)
-            first = took(log.read_text() if log.exists() else "")
-        cancelled = wait_for_running_job(timeout=60)
+            cancelled = running_job_asking("1200M")
+            seen = time.time()
+        # then its own log (each attempt's shell rewrites it): written since, 8 quanta finished
+        first: set[tuple[str, int]] = set()
+        while len(first) < 8:
+            assert time.monotonic() < deadline and proc.poll() is None, "the retry processed no detectors"
+            time.sleep(0.2)
+            if log.exists() and log.stat().st_mtime > seen:
+                first = took(log.read_text())
         subprocess.run(["scancel", cancelled], check=True)
         output, _ = proc.communicate(timeout=900)
     finally:
