@@ -316,9 +316,10 @@ def test_a_visit_job_killed_for_memory_then_cancelled_resumes_with_more_memory(t
        job's memory: ``JobAcctGatherParams=OverMemoryKill``; the step that held too much ends by
        SIGKILL and its job FAILED, where cgroups would say OUT_OF_MEMORY). The retry asks for
        ``mem_multiplier`` (here 8) times as much, within ``max_mem_mb`` (1200).
-    2. That attempt is cancelled halfway; the next (the profile's second retry, 1200 MB again: the
-       cap) resumes it: it runs only the quanta not finished before (none twice: those in flight
-       had written no complete output) and leaves one of each dataset.
+    2. That attempt (the running job that asks for 1200 MB) is cancelled halfway, once its own log
+       shows 8 finished quanta; the next (the profile's second retry, 1200 MB again: the cap)
+       resumes it: it runs only the quanta not finished before (none twice: those in flight had
+       written no complete output) and leaves one of each dataset.
 
     Status checks start 5 s after submission instead of 10, to spare the test's time.
     """
