@@ -69,12 +69,13 @@ SlurmdLogFile=$DIR/log/slurmd.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/linux
-JobAcctGatherFrequency=10
 # without cgroups, memory limits are enforced by polling: a step whose
 # processes together hold more than the job asked for (their proportional
 # set sizes, so that forked workers' shared pages count once) is killed
 # within JobAcctGatherFrequency seconds, and its job ends OUT_OF_MEMORY, as
-# under ParallelCluster's cgroups
+# under ParallelCluster's cgroups. Every 2 s, not 10: a step of a few seconds
+# could end between two looks, unseen (and without a MaxRSS in sacct)
+JobAcctGatherFrequency=2
 JobAcctGatherParams=OverMemoryKill,UsePss
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
