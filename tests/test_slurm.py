@@ -264,12 +264,12 @@ print(json.dumps(out))
 """
 
 # a 16-detector visit, two at a time; a first request (150 MB) below what even the job's batch
-# step holds (about 170 MB here; the whole job about 460-550 MB, measured by Slurm), so that
+# step holds (about 185 MB here; the whole job about 450-570 MB, measured by Slurm), so that
 # Slurm kills its first attempt for memory at one of its first looks (every 2 s); retries ask for
 # 8 times as much, at most 1200 MB: enough, so that the attempts are certain. Detectors of 512
-# pixels, not 256: the visit's quanta take seconds, not 2.7 s for all 33 (CI at c939ef9: the
-# first attempt ended between two of Slurm's looks, then every 10 s, and was never killed), and
-# the cancel lands while the retry still has quanta to run
+# pixels, not 256: at 256 all 33 quanta took 2.7 s, and in a CI run at c939ef9 the first attempt
+# ended between two of Slurm's looks (then every 10 s) and was never killed; at 512 the cancel
+# also lands while the retry still has quanta to run
 MANY_DETECTORS = """
 simulation: {detectors: 16, detector_pixels: 512}
 visit_jobs: {cpus: 2, mem_mb: 100, mem_mb_per_cpu: 50, mem_multiplier: 8, max_mem_mb: 1200}
