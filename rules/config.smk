@@ -11,7 +11,6 @@ from snakemake.utils import validate
 from lsst_on_aws import config as checks
 from lsst_on_aws.accounting import budget as budgets
 from lsst_on_aws.accounting import prices as ec2_prices
-from lsst_on_aws_tasks import decam, simcam
 
 
 wildcard_constraints:
@@ -21,12 +20,25 @@ wildcard_constraints:
     storage_id=r"(vol|fs)-[0-9a-f]{8,17}",
 
 
+def instrument_module(name):
+    """The camera's module (its bands, detectors): imported for the configured camera only, since
+    DECam's imports astropy, most of a second that every plan of a SimCam run would pay.
+    """
+    if name == "DECam":
+        from lsst_on_aws_tasks import decam
+
+        return decam
+    from lsst_on_aws_tasks import simcam
+
+    return simcam
+
+
 try:
     VISITS, PROCESS_VISITS = checks.check_workflow_config(
         config,
         Path(workflow.basedir) / "config/schemas/config.schema.yaml",
         validate,
-        decam.BANDS if config.get("instrument") == "DECam" else simcam.BANDS,
+        instrument_module(config.get("instrument")).BANDS,
     )
 except checks.ConfigError as err:
     # one sentence, no traceback: the message names the key and the reason
@@ -93,7 +105,7 @@ def cluster_settings(*keys):
 def ccds_per_visit():
     """Detectors in one visit of the configured instrument."""
     if INSTRUMENT == "DECam":
-        return len(decam.CCD_NAMES)
+        return len(instrument_module(INSTRUMENT).CCD_NAMES)
     return config["simulation"]["detectors"]
 
 

@@ -6,8 +6,10 @@
 
 rule timing_table:
     input:
-        benchmarks=job_benchmarks,
-        batches=batch_records(),
+        benchmarks=run_benchmarks,
+        # made from every batch's record: once it exists, so do the batches' and their
+        # visits' files, read as parameters (one input, not an edge a visit in every plan)
+        visits="results/summary/visits.parquet",
     output:
         parquet="results/costs/timings.parquet",
         csv=report(
@@ -25,7 +27,7 @@ rule timing_table:
         "../envs/workflow.yaml"
     params:
         # each benchmark file's rule, visit or batch; the visits, with their job and quanta records
-        jobs=benchmark_jobs,
+        jobs=benchmark_jobs(),
         visits=PROCESS_VISITS,
         job_records=visit_outputs("job.json"),
         quanta=visit_outputs("quanta.json"),

@@ -4,7 +4,6 @@
 from snakemake.logging import logger
 
 from lsst_on_aws.accounting.slurm import cancel_orphaned_jobs
-from lsst_on_aws.summary import failed_visit_reasons
 
 
 def cancel_orphaned_slurm_jobs():
@@ -20,6 +19,9 @@ def cancel_orphaned_slurm_jobs():
 
 def warn_failed_visits():
     """At the end of a run, name the visits whose data could not be processed."""
+    # imported here, not with the rules: scipy's import would slow every plan
+    from lsst_on_aws.summary import failed_visit_reasons
+
     failed = failed_visit_reasons(visit_outputs("summary.json"))
     if failed:
         lines = [

@@ -119,22 +119,20 @@ def pipetask_overrides(wildcards=None):
 
 def visit_outputs(name):
     """One per-visit file of every processed visit, as the batches' jobs write them: a parameter of
-    the steps that read them, whose input is :func:`batch_records` (one output per batch keeps the
-    job graph small at survey scale). Formatted, not expand()ed: 0.01 s, not 0.4 s, at 100,000 visits.
+    the steps that read them, whose input is :func:`batch_records` (the visit summary's) or the
+    visit summary made from them (one output per batch, and one edge a batch in the whole job
+    graph, keep every plan small at survey scale). Formatted, not expand()ed: 0.01 s, not 0.4 s,
+    at 100,000 visits.
     """
     return [f"results/visits/{visit}/{name}" for visit in PROCESS_VISITS]
 
 
 def truth_tables(wildcards=None):
     """Truth catalogues of the processed visits (simulated data only), as the simulation's batches
-    write them: a parameter, like :func:`visit_outputs`, whose input is :func:`simulation_records`.
+    write them: a parameter, like :func:`visit_outputs`, whose input is the visit summary (made
+    from every processing batch, each made from its simulated batch).
     """
     return [f"results/simulated/truth/{visit}.parquet" for visit in PROCESS_VISITS]
-
-
-def simulation_records(wildcards=None):
-    """The record of every simulated batch: once they exist, so do the processed visits' truth tables."""
-    return [f"results/simulated/batches/{batch}.json" for batch in BATCHES]
 
 
 def synced_source(wildcards=None):

@@ -29,9 +29,10 @@
 rule process_batch:
     input:
         activate=stack_activate(),
-        instrument="results/butler/instrument.json",
         raws=batch_raws,
-        calibs=calib_record,
+        # each made after the instrument's registration: with it, the repository is ready
+        # (fewer inputs a job: a quicker plan at survey scale)
+        calibs=calib_record(),
         dataset_types="results/butler/dataset_types.json",
         pipeline=pipeline_input(),
     output:

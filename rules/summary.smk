@@ -29,8 +29,8 @@ rule summarise_visits:
 
 rule check_truth:
     input:
-        batches=batch_records(),
-        simulated=simulation_records(),
+        # made from every batch's record, each made from its simulated batch: the visits' files
+        # and truth tables, parameters, exist once it does
         visits="results/summary/visits.parquet",
     output:
         csv=report(
@@ -76,7 +76,7 @@ rule plot_visits:
 
 rule plot_cutouts:
     input:
-        batches=batch_records(),
+        # the visits' previews and catalogues, parameters, exist once it does
         visits="results/summary/visits.parquet",
     output:
         png=report(

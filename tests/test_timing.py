@@ -115,6 +115,19 @@ def test_one_row_per_job_and_quantum(run_files):
     assert (table["start"].diff().dropna() >= pd.Timedelta(0)).all()
 
 
+def test_a_deleted_benchmark_file_is_a_clear_error_naming_it_and_its_rule(run_files):
+    """The per-batch benchmark files are the timing rule's parameters, not inputs: one deleted
+    after its job ran is not remade by Snakemake, so the table says which and how to remake it.
+    """
+    benchmarks, jobs, quanta = run_files
+    gone = next(path for path, job in benchmarks.items() if job["rule"] == "process_batch")
+    Path(gone).unlink()
+    with pytest.raises(
+        FileNotFoundError, match=r"batches/7-7/process_batch.tsv \(process_batch\).*--forcerun"
+    ):
+        timing.timing_table(benchmarks, jobs, quanta, {7: "SimCam/runs/x/7"}, "c6i.2xlarge", "process_batch")
+
+
 def test_slurm_accounting_is_joined_to_the_visit_job(run_files):
     benchmarks, jobs, quanta = run_files
     job = Path(jobs[0])

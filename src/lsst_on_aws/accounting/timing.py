@@ -178,6 +178,14 @@ def timing_table(
         :func:`lsst_on_aws.accounting.slurm.job_accounting`'s table for the
         visits' Slurm jobs, or None.
     """
+    missing = [path for path in benchmarks if not Path(path).is_file()]
+    if missing:
+        # the workflow asks for them as parameters, its jobs' records as inputs
+        raise FileNotFoundError(
+            f"{len(missing)} benchmark file(s) of finished jobs are missing, such as {missing[0]}"
+            f" ({benchmarks[missing[0]]['rule']}): deleted since the job ran? Rerun the job"
+            " (snakemake --forcerun RULE) to measure it again"
+        )
     jobs = pd.DataFrame([read_benchmark_file(path, job) for path, job in benchmarks.items()])
     records = {r["visit"]: r for r in map(summary.read_job_record, job_paths)}
     rows = []
