@@ -27,7 +27,7 @@ rule timing_table:
         "../envs/workflow.yaml"
     params:
         # each benchmark file's rule, visit or batch; the visits, with their job and quanta records
-        jobs=benchmark_jobs(),
+        jobs=benchmark_jobs,
         visits=PROCESS_VISITS,
         job_records=visit_outputs("job.json"),
         quanta=visit_outputs("quanta.json"),

@@ -184,7 +184,7 @@ def timing_table(
         raise FileNotFoundError(
             f"{len(missing)} benchmark file(s) of finished jobs are missing, such as {missing[0]}"
             f" ({benchmarks[missing[0]]['rule']}): deleted since the job ran? Rerun the job"
-            " (snakemake --forcerun RULE) to measure it again"
+            f" (snakemake --forcerun {benchmarks[missing[0]]['rule']}) to measure it again"
         )
     jobs = pd.DataFrame([read_benchmark_file(path, job) for path, job in benchmarks.items()])
     records = {r["visit"]: r for r in map(summary.read_job_record, job_paths)}
